@@ -1,0 +1,174 @@
+"""Shared helpers of the entry points (train, eval): the only module besides them that uses Hydra.
+
+Builds the DataModule, the LightningModule, loggers and callbacks from a composed config, and
+writes test results and predictions. Library code (ops, models, data, metrics, lit) stays Hydra-free.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from fsan_lightning.runio import atomic_write_json, atomic_write_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def configure_environment(cfg: DictConfig) -> None:
+    """Keep W&B's files in the run directory and make it never prompt."""
+    out = Path(cfg.paths.output_dir)
+    os.environ.setdefault("WANDB_DIR", str(out))
+    os.environ.setdefault("WANDB_CACHE_DIR", str(out / "wandb_cache"))
+    os.environ.setdefault("WANDB_CONFIG_DIR", str(out / "wandb_config"))
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def guard_ddp_under_multirun(cfg: DictConfig) -> None:
+    """Refuse DDP inside a basic-launcher multirun (Lightning would relaunch the whole sweep per rank)."""
+    hc = _hydra_cfg()
+    if hc is None:
+        return
+    mode = str(OmegaConf.select(hc, "mode", default=""))
+    launcher = str(OmegaConf.select(hc, "launcher._target_", default=""))
+    strategy = str(OmegaConf.select(cfg, "trainer.strategy", default="") or "")
+    devices = OmegaConf.select(cfg, "trainer.devices", default=1)
+    num_nodes = OmegaConf.select(cfg, "trainer.num_nodes", default=1) or 1
+    many = (isinstance(devices, int) and devices > 1) or (isinstance(devices, str) and devices not in ("1", "auto")) \
+        or (isinstance(devices, (list, tuple)) and len(devices) > 1) or num_nodes > 1
+    if mode.endswith("MULTIRUN") and "BasicLauncher" in launcher and "ddp" in strategy and many:
+        raise RuntimeError(
+            "DDP inside a Hydra multirun with the basic launcher would start the whole sweep again on every "
+            "rank (Lightning relaunches the command line). Use hydra/launcher=submitit_slurm (tasks_per_node "
+            "= trainer.devices) or submitit_local, or run the jobs one by one (README, 'Scaling')."
+        )
+
+
+def _hydra_cfg() -> DictConfig | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def build_datamodule(cfg: DictConfig, vocabulary: list[str] | None = None):
+    """Instantiate and set up the data side (reads and validates every split before training)."""
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    if vocabulary is not None:
+        datamodule.use_vocabulary(vocabulary)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+def build_module(cfg: DictConfig, datamodule):
+    """Instantiate the model group with the data side's vocabulary and feature width."""
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    if model_cfg.get("eval_protocol", "auto") == "auto":
+        model_cfg["eval_protocol"] = "didemo" if datamodule.dataset == "didemo" else "recall"
+    module = hydra.utils.instantiate(
+        model_cfg,
+        vocab=list(datamodule.vocab.words),
+        video_dim=int(datamodule.video_dim),
+        word_dim=int(datamodule.embeddings.shape[1]),
+        function_word_ids=[int(i) for i in datamodule.vocab.function_word_ids],
+        _convert_="all",
+    )
+    if hasattr(module, "load_word_vectors"):
+        module.load_word_vectors(torch.from_numpy(datamodule.embeddings))
+    return module
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    """Instantiate the logger group; W&B goes offline without an API key and is dropped when disabled."""
+    loggers = []
+    for name, lcfg in (cfg.get("logger") or {}).items():
+        if lcfg is None or "_target_" not in lcfg:
+            continue
+        if lcfg._target_.endswith("WandbLogger"):
+            mode = os.environ.get("WANDB_MODE", "").lower()
+            if mode == "disabled":
+                log.info("W&B disabled (WANDB_MODE=disabled)")
+                continue
+            lcfg = OmegaConf.to_container(lcfg, resolve=True)
+            if lcfg.get("offline") is None:
+                lcfg["offline"] = not (os.environ.get("WANDB_API_KEY") or mode == "online")
+            if lcfg["offline"]:
+                os.environ["WANDB_MODE"] = "offline"
+                log.info("W&B runs offline (no WANDB_API_KEY); upload later with `wandb sync %s/wandb/offline-run-*`",
+                         lcfg.get("save_dir"))
+            loggers.append(hydra.utils.instantiate(lcfg))
+        else:
+            loggers.append(hydra.utils.instantiate(lcfg))
+    return loggers
+
+
+def build_callbacks(cfg: DictConfig) -> list:
+    return [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+
+
+def log_config(trainer, cfg: DictConfig) -> None:
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for logger in trainer.loggers:
+        logger.log_hyperparams({"config": container} if type(logger).__name__ != "WandbLogger" else container)
+
+
+def checkpoint_callback(trainer):
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    for cb in trainer.callbacks:
+        if isinstance(cb, ModelCheckpoint):
+            return cb
+    return None
+
+
+def resolve_resume(cfg: DictConfig, out_dir: Path) -> str | None:
+    """``ckpt_path=last`` resumes from this run directory's checkpoints/last.ckpt (if it exists)."""
+    ckpt = cfg.get("ckpt_path")
+    if ckpt in (None, ""):
+        return None
+    if ckpt == "last":
+        last = out_dir / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            log.info("ckpt_path=last but %s does not exist: starting from scratch", last)
+            return None
+        return str(last)
+    if not Path(ckpt).is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt} does not exist")
+    return str(ckpt)
+
+
+def best_validation(trainer, ckpt_cb) -> dict[str, float]:
+    """The validation metrics of the selected checkpoint's epoch (from the checkpoint callback's score)."""
+    out: dict[str, float] = {}
+    if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
+        out[str(ckpt_cb.monitor).split("/", 1)[-1]] = float(ckpt_cb.best_model_score)
+    return out
+
+
+def test_checkpoint(trainer, datamodule, ckpt_path: str, out_dir: Path) -> dict[str, float]:
+    """Test a checkpoint (loaded weights-only) and write predictions_test.jsonl; return test metrics."""
+    from fsan_lightning.lit.checkpoint import load_module
+
+    module = load_module(ckpt_path)
+    metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    test = {k.split("/", 1)[1]: round(float(v), 6) for k, v in metrics.items() if k.startswith("test/")}
+    if trainer.is_global_zero:
+        rows = sorted(module.test_predictions, key=lambda r: r["qidx"])
+        atomic_write_jsonl(out_dir / "predictions_test.jsonl", [{k: v for k, v in r.items() if k != "qidx"} for r in rows])
+    return test
+
+
+def finish_loggers(loggers: list) -> None:
+    """Close W&B between multirun jobs so that the next job starts a new run."""
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger":
+            try:
+                import wandb
+
+                wandb.finish()
+            except Exception as err:  # pragma: no cover - best effort on shutdown
+                log.warning("wandb.finish() failed: %s", err)

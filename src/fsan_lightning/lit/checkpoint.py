@@ -1,0 +1,52 @@
+"""Loading FSAN checkpoints safely: weights-only unpickling, clear errors, no code execution."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fsan_lightning.lit.module import FSANModule
+
+
+class CheckpointError(ValueError):
+    """A file that is not a loadable FSAN checkpoint."""
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True``: tensors and plain containers only.
+
+    A checkpoint that needs arbitrary classes (a crafted pickle that would run code, or a file
+    saved with custom objects) is refused with a message naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"refusing to load {path}: it is not a weights-only checkpoint (loading it would unpickle "
+            f"arbitrary objects, which can run code). Details: {str(err).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise CheckpointError(f"{path} is not an FSAN checkpoint (no state_dict / hyper_parameters)")
+    hp = ckpt["hyper_parameters"]
+    if not isinstance(hp, dict) or "vocab" not in hp or "video_dim" not in hp:
+        raise CheckpointError(f"{path} is not an FSAN checkpoint (hyper_parameters lack vocab / video_dim)")
+    return ckpt
+
+
+def load_module(path: str | Path, map_location: str | torch.device = "cpu") -> FSANModule:
+    """Rebuild an ``FSANModule`` (network, vocabulary, settings) from a checkpoint file alone."""
+    ckpt = read_checkpoint(path)
+    hp = dict(ckpt["hyper_parameters"])
+    try:
+        module = FSANModule(**hp)
+        module.load_state_dict(ckpt["state_dict"])
+    except (TypeError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: checkpoint does not match this version of FSANModule: {err}") from None
+    return module.to(map_location).eval()

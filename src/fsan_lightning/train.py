@@ -1,0 +1,79 @@
+"""Train FSAN: fit on train, select the checkpoint on validation, test it on the test split.
+
+    python -m fsan_lightning.train                                  # synthetic world, small CPU model
+    python -m fsan_lightning.train experiment=activitynet data.data_dir=DIR
+    python -m fsan_lightning.train -m model.cross_attn=false,true   # a sweep, one run dir per job
+
+``train(cfg)`` is the pure entry tests call with a composed config; ``main`` is the thin Hydra wrapper.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from fsan_lightning import _entry as runtime
+from fsan_lightning.runio import atomic_write_json, git_commit
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one training job described by ``cfg``; return the content of ``results.json``."""
+    import pytorch_lightning as pl
+
+    started = time.time()
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runtime.guard_ddp_under_multirun(cfg)
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = runtime.build_datamodule(cfg)
+    datamodule.write_report(out_dir / "data_report.json")
+    module = runtime.build_module(cfg, datamodule)
+    loggers = runtime.build_loggers(cfg)
+    callbacks = runtime.build_callbacks(cfg)
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    runtime.log_config(trainer, cfg)
+
+    try:
+        ckpt_path = runtime.resolve_resume(cfg, out_dir)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        results: dict[str, Any] = {"seed": int(cfg.seed), "commit": git_commit()}
+        ckpt_cb = runtime.checkpoint_callback(trainer)
+        best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
+        results["val_best"] = runtime.best_validation(trainer, ckpt_cb)
+        results["checkpoint"] = best or None
+        if cfg.get("test", True):
+            if not best:
+                raise RuntimeError("no checkpoint was selected on validation; cannot test (did validation run?)")
+            results["test"] = runtime.test_checkpoint(trainer, datamodule, best, out_dir)
+        results["wall_time_s"] = round(time.time() - started, 2)
+        results["run_dir"] = str(out_dir)
+        if trainer.is_global_zero:
+            atomic_write_json(out_dir / "results.json", results)
+            log.info("results: %s", out_dir / "results.json")
+            if "test" in results:
+                log.info("test metrics: %s", results["test"])
+        return results
+    finally:
+        runtime.finish_loggers(loggers)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    runtime.configure_environment(cfg)
+    results = train(cfg)
+    test = results.get("test") or {}
+    print(f"run directory: {results['run_dir']}")
+    if test:
+        print("test: " + "  ".join(f"{k} {v:.2f}" for k, v in test.items() if isinstance(v, (int, float))))
+    return float(test.get(cfg.monitor.split("/", 1)[-1], 0.0)) if test else None
+
+
+if __name__ == "__main__":
+    main()
