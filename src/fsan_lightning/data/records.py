@@ -50,6 +50,7 @@ class DataReport:
     repaired: Counter = field(default_factory=Counter)
     missing_features: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def drop(self, reason: str, record_id: str) -> None:
         self.dropped[reason] += 1
@@ -75,6 +76,7 @@ class DataReport:
             "repaired": dict(sorted(self.repaired.items())),
             "missing_features": self.missing_features,
             "examples": {k: list(v) for k, v in sorted(self.examples.items())},
+            "notes": list(self.notes),
         }
 
     def summary(self) -> str:

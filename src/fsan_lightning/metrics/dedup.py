@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["first_occurrence", "cat_state"]
+__all__ = ["cat_state", "first_occurrence", "qidx_state"]
 
 
 def cat_state(state: Tensor | list[Tensor], dtype: torch.dtype) -> Tensor:
@@ -41,3 +41,15 @@ def first_occurrence(qidx: Tensor) -> Tensor:
     positions = torch.arange(qidx.numel(), device=qidx.device)
     first = torch.full((uniq.numel(),), qidx.numel(), dtype=torch.int64, device=qidx.device)
     return first.scatter_reduce_(0, inverse, positions, reduce="amin")
+
+
+_MAX_EXACT_QIDX = 2**53
+
+
+def qidx_state(qidx: Tensor) -> Tensor:
+    """`qidx` [B] (integer) as the float64 state the metrics keep (exact for |qidx| < 2**53)."""
+    if qidx.dtype.is_floating_point or qidx.dtype == torch.bool:
+        raise ValueError(f"qidx must be an integer tensor, got {qidx.dtype}")
+    if qidx.numel() and qidx.abs().max().item() >= _MAX_EXACT_QIDX:
+        raise ValueError("qidx values must be below 2**53")
+    return qidx.detach().to(torch.float64)

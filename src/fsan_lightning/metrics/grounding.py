@@ -15,10 +15,10 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from fsan_lightning.metrics.dedup import cat_state, first_occurrence
+from fsan_lightning.metrics.dedup import cat_state, first_occurrence, qidx_state
 from fsan_lightning.metrics.iou import IOU_EPS, temporal_iou
 
-__all__ = ["GroundingRecall", "grounding_ious", "recall_summary", "DEFAULT_KS", "DEFAULT_THRESHOLDS"]
+__all__ = ["DEFAULT_KS", "DEFAULT_THRESHOLDS", "GroundingRecall", "grounding_ious", "recall_summary"]
 
 DEFAULT_KS = (1, 5)
 DEFAULT_THRESHOLDS = (0.1, 0.3, 0.5, 0.7)
@@ -100,6 +100,10 @@ class GroundingRecall(Metric):
             raise ValueError(f"IoU thresholds must lie in (0, 1], got {thresholds}")
         self.ks = ks
         self.thresholds = thresholds
+        # Every state is float64 (qidx too: exact below 2**53), and so is the metric's dtype: torchmetrics
+        # stands in an empty tensor of that dtype for a rank that saw no data, and a dtype that differs
+        # between ranks breaks the gather.
+        self.set_dtype(torch.float64)
         self.add_state("qidx", default=[], dist_reduce_fx="cat")
         self.add_state("iou_top1", default=[], dist_reduce_fx="cat")
         for k in ks:
@@ -108,7 +112,7 @@ class GroundingRecall(Metric):
     def update(self, qidx: Tensor, preds: Tensor, gt: Tensor) -> None:  # type: ignore[override]
         _check_qidx(qidx, preds.shape[0] if preds.ndim >= 1 else -1)
         top1, best = grounding_ious(preds.detach(), gt.detach(), self.ks)
-        self.qidx.append(qidx.detach().to(torch.int64))
+        self.qidx.append(qidx_state(qidx))
         self.iou_top1.append(top1)
         for j, k in enumerate(self.ks):
             getattr(self, f"best_iou_r{k}").append(best[:, j])
@@ -116,7 +120,9 @@ class GroundingRecall(Metric):
     def _deduplicated(self) -> tuple[Tensor, Tensor, Tensor]:
         qidx = cat_state(self.qidx, torch.int64)
         top1 = cat_state(self.iou_top1, torch.float64)
-        best = torch.stack([cat_state(getattr(self, f"best_iou_r{k}"), torch.float64) for k in self.ks], dim=1)
+        best = torch.stack(
+            [cat_state(getattr(self, f"best_iou_r{k}"), torch.float64) for k in self.ks], dim=1
+        )
         keep = first_occurrence(qidx)
         return qidx[keep], top1[keep], best[keep]
 
@@ -126,6 +132,8 @@ class GroundingRecall(Metric):
 
     def per_query(self) -> tuple[Tensor, Tensor]:
         """(qidx [N] int64, top-1 IoU [N] float64 in [0, 1]) over all processes, deduplicated, sorted by qidx."""
-        with self.sync_context(should_sync=self._to_sync, should_unsync=self._should_unsync):
+        with self.sync_context(
+            dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync, should_unsync=self._should_unsync
+        ):
             qidx, top1, _ = self._deduplicated()
         return qidx, top1

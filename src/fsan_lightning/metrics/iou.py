@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["temporal_iou", "chunk_iou", "IOU_EPS"]
+__all__ = ["IOU_EPS", "chunk_iou", "temporal_iou"]
 
 # A hit is `iou >= threshold - IOU_EPS`: seconds such as 0.1 or 0.3 are not exact in binary floating
 # point (and batches carry float32), so a window whose IoU is mathematically the threshold could
@@ -55,9 +55,13 @@ def chunk_iou(pred: Tensor, gt: Tensor) -> Tensor:
     """
     pred = pred.to(torch.int64)
     gt = gt.to(torch.int64)
-    inter = (torch.minimum(pred[..., 1], gt[..., 1]) + 1 - torch.maximum(pred[..., 0], gt[..., 0])).clamp(min=0)
+    inter = (torch.minimum(pred[..., 1], gt[..., 1]) + 1 - torch.maximum(pred[..., 0], gt[..., 0])).clamp(
+        min=0
+    )
     union = torch.maximum(pred[..., 1], gt[..., 1]) + 1 - torch.minimum(pred[..., 0], gt[..., 0])
-    valid = (pred[..., 0] >= 0) & (pred[..., 0] <= pred[..., 1]) & (gt[..., 0] >= 0) & (gt[..., 0] <= gt[..., 1])
+    valid = (
+        (pred[..., 0] >= 0) & (pred[..., 0] <= pred[..., 1]) & (gt[..., 0] >= 0) & (gt[..., 0] <= gt[..., 1])
+    )
     safe = torch.where(union > 0, union, torch.ones_like(union))
     iou = inter.to(torch.float64) / safe.to(torch.float64)
     return torch.where(valid, iou, torch.zeros_like(iou))

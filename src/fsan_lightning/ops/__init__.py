@@ -1,0 +1,46 @@
+"""Pure tensor functions of FSAN: grounding maps, per-segment losses, IoU, NMS, diagnostics.
+
+Imports only torch. Conventions: maps ``P``/``A`` are float [B, Ns, Nv]; masks are bool with
+True = valid; valid clips are a prefix; segment maps are [B, Nv, Nv] indexed ``[b, s, e]``.
+"""
+
+from .diagnostics import clip_range_mask, localization_stats, seconds_to_clip_mask
+from .grounding import (
+    assemble_by_length,
+    inner_loss_map,
+    matching_score,
+    minmax_normalize,
+    outer_loss_map,
+    segment_mask,
+    segment_scores,
+)
+from .losses import (
+    negative_video_indices,
+    segment_weights,
+    shared_token_masks,
+    triplet_loss,
+    weighted_segment_loss,
+)
+from .temporal import best_segment, rank_moments, temporal_iou, temporal_nms
+
+__all__ = [
+    "assemble_by_length",
+    "best_segment",
+    "clip_range_mask",
+    "inner_loss_map",
+    "localization_stats",
+    "matching_score",
+    "minmax_normalize",
+    "negative_video_indices",
+    "outer_loss_map",
+    "rank_moments",
+    "seconds_to_clip_mask",
+    "segment_mask",
+    "segment_scores",
+    "segment_weights",
+    "shared_token_masks",
+    "temporal_iou",
+    "temporal_nms",
+    "triplet_loss",
+    "weighted_segment_loss",
+]

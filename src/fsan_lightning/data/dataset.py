@@ -1,0 +1,160 @@
+"""`GroundingDataset` items, the epoch-aware train sampler and `collate` (the batch contract).
+
+The batch is exactly the one of docs/architecture.md. Training items carry a negative sentence from
+another video and no timestamps; val/test items carry ``gt`` and ``gt_all``.
+
+Negatives are a pure function of (seed, epoch, sample index): `EpochSampler` yields ``(index, epoch)``
+pairs, so the epoch reaches the workers with every index (persistent workers included) and a resumed
+run sees the same negatives. Lightning calls the sampler's ``set_epoch`` each epoch (it is a
+``DistributedSampler``, so Lightning keeps it under DDP too). Indexing with a plain int uses the epoch
+set by `GroundingDataset.set_epoch`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from .features import FeatureStore, chunk_clips, pool_clips
+from .readers import DIDEMO_CHUNK_S
+from .records import Query
+from .text import UNK, Vocab, is_content, tokenize
+
+
+class GroundingDataset(Dataset):
+    """Queries with their pooled clip features and token ids.
+
+    queries: one split's Query records; store: the feature store (read lazily, one video per item);
+    num_clips: Nv; max_tokens: tokens kept per sentence; train: add a negative sentence (and no
+    timestamps); seed: seed of the negatives; dim: expected feature width (checked on every read);
+    chunked: DiDeMo mode, the video's first ``duration / 5`` rows (5-second chunks) are the clips.
+    """
+
+    def __init__(self, queries: list[Query], store: FeatureStore, vocab: Vocab, *, num_clips: int,
+                 max_tokens: int, train: bool, seed: int = 0, dim: int | None = None,
+                 chunked: bool = False):
+        self.queries = list(queries)
+        self.store = store
+        self.num_clips = num_clips
+        self.train = train
+        self.seed = int(seed)
+        self.dim = dim
+        self.chunked = chunked
+        self.epoch = 0
+        self._tokens, self._content = [], []
+        for q in self.queries:
+            words = tokenize(q.sentence, max_tokens) or ["<unk>"]  # no word at all: one unknown token
+            ids = vocab.encode(words)
+            self._tokens.append(np.asarray(ids, dtype=np.int64))
+            self._content.append(np.asarray([is_content(w) for w in words], dtype=bool))
+        if train:
+            codes: dict[str, int] = {}
+            self._vid_code = np.asarray([codes.setdefault(q.vid, len(codes)) for q in self.queries])
+            if len(codes) < 2 and self.queries:
+                raise ValueError("training needs queries from at least 2 videos (negatives come from "
+                                 "another video)")
+        assert all(len(t) for t in self._tokens) and UNK == 1
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch used for the negatives of int indices (sampler-driven indices carry their own)."""
+        self.epoch = int(epoch)
+
+    def negative_index(self, index: int, epoch: int) -> int:
+        """Index of the negative sentence of sample ``index`` at ``epoch``: a query of another video,
+        uniform among them, drawn from a generator seeded by (seed, epoch, index)."""
+        rng = np.random.default_rng([self.seed, int(epoch), int(index)])
+        own = self._vid_code[index]
+        for _ in range(32):  # rejection sampling: uniform over the other videos' queries
+            j = int(rng.integers(len(self.queries)))
+            if self._vid_code[j] != own:
+                return j
+        others = np.flatnonzero(self._vid_code != own)  # a video that holds most queries
+        return int(others[rng.integers(len(others))])
+
+    def __getitem__(self, item) -> dict:
+        index, epoch = item if isinstance(item, tuple) else (item, self.epoch)
+        q = self.queries[index]
+        feats = self.store.read(q.vid, self.dim)
+        if self.chunked:
+            clips, mask = chunk_clips(feats, int(round(q.duration / DIDEMO_CHUNK_S)), self.num_clips)
+        else:
+            clips, mask = pool_clips(feats, self.num_clips)
+        out = {
+            "video": torch.from_numpy(clips), "video_mask": torch.from_numpy(mask),
+            "tokens": torch.from_numpy(self._tokens[index]), "content": torch.from_numpy(self._content[index]),
+            "duration": float(q.duration), "qidx": int(index),
+            "vid": q.vid, "qid": q.qid, "query": q.sentence,
+        }
+        if self.train:
+            j = self.negative_index(index, epoch)
+            out["neg_tokens"] = torch.from_numpy(self._tokens[j])
+            out["neg_content"] = torch.from_numpy(self._content[j])
+        else:
+            out["gt_all"] = torch.tensor(q.moments, dtype=torch.float32).reshape(-1, 2)
+        return out
+
+
+class EpochSampler(DistributedSampler):
+    """A (optionally shuffled, optionally sharded) sampler yielding ``(index, epoch)`` pairs.
+
+    The order is the DistributedSampler's: a permutation seeded by ``seed + epoch``. With the default
+    ``num_replicas=1, rank=0`` it works without torch.distributed.
+    """
+
+    def __init__(self, dataset, *, shuffle: bool = True, seed: int = 0, num_replicas: int = 1,
+                 rank: int = 0, drop_last: bool = False):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
+                         drop_last=drop_last)
+
+    def __iter__(self):
+        epoch = self.epoch
+        for i in super().__iter__():
+            yield (i, epoch)
+
+
+def _pad_tokens(ids: list[torch.Tensor], content: list[torch.Tensor]):
+    """-> tokens int64 [B, Ns] (0-padded), token_mask bool [B, Ns], content_mask bool [B, Ns]."""
+    b, ns = len(ids), max(len(t) for t in ids)
+    tokens = torch.zeros(b, ns, dtype=torch.int64)
+    token_mask = torch.zeros(b, ns, dtype=torch.bool)
+    content_mask = torch.zeros(b, ns, dtype=torch.bool)
+    for i, (t, c) in enumerate(zip(ids, content)):
+        tokens[i, : len(t)] = t
+        token_mask[i, : len(t)] = True
+        content_mask[i, : len(t)] = c
+    return tokens, token_mask, content_mask
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack dataset items into the batch of docs/architecture.md.
+
+    Always: video float32 [B, Nv, Dv], video_mask bool [B, Nv], tokens int64 [B, Ns], token_mask and
+    content_mask bool [B, Ns], duration float32 [B], qidx int64 [B], vid/qid/query list[str].
+    Train items: neg_tokens int64 [B, Ns'], neg_token_mask, neg_content_mask bool [B, Ns'].
+    Val/test items: gt float32 [B, 2] (first moment), gt_all float32 [B, M, 2] padded with -1.
+    """
+    if not items:
+        raise ValueError("collate got an empty list")
+    batch = {"video": torch.stack([it["video"] for it in items]),
+             "video_mask": torch.stack([it["video_mask"] for it in items])}
+    batch["tokens"], batch["token_mask"], batch["content_mask"] = _pad_tokens(
+        [it["tokens"] for it in items], [it["content"] for it in items])
+    batch["duration"] = torch.tensor([it["duration"] for it in items], dtype=torch.float32)
+    batch["qidx"] = torch.tensor([it["qidx"] for it in items], dtype=torch.int64)
+    for key in ("vid", "qid", "query"):
+        batch[key] = [it[key] for it in items]
+    if "neg_tokens" in items[0]:
+        batch["neg_tokens"], batch["neg_token_mask"], batch["neg_content_mask"] = _pad_tokens(
+            [it["neg_tokens"] for it in items], [it["neg_content"] for it in items])
+    if "gt_all" in items[0]:
+        m = max(len(it["gt_all"]) for it in items)
+        gt_all = torch.full((len(items), m, 2), -1.0, dtype=torch.float32)
+        for i, it in enumerate(items):
+            gt_all[i, : len(it["gt_all"])] = it["gt_all"]
+        batch["gt_all"] = gt_all
+        batch["gt"] = gt_all[:, 0].clone()
+    return batch

@@ -1,0 +1,70 @@
+"""Input encoders (paper Sec. 3.1): word vectors -> transformer tokens; pooled clips -> linear."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class TextEncoder(nn.Module):
+    """Token ids -> context-aware token features.
+
+    Word vectors (``nn.Embedding``, row 0 = padding, frozen unless ``freeze_embeddings=False``)
+    -> linear to ``d_model`` -> ``num_layers`` transformer encoder layers (0 = none).
+
+    Args:
+        vocab_size: V, rows of the word-vector matrix. word_dim: E (GloVe 50-d by default).
+        d_model: output width. num_layers: transformer layers. num_heads, ffn_dim, dropout: as usual.
+        freeze_embeddings: keep the word vectors fixed.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        word_dim: int,
+        d_model: int,
+        num_layers: int = 1,
+        num_heads: int = 8,
+        ffn_dim: int = 2048,
+        dropout: float = 0.1,
+        freeze_embeddings: bool = True,
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, word_dim, padding_idx=0)
+        self.embedding.weight.requires_grad_(not freeze_embeddings)
+        self.proj = nn.Linear(word_dim, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.encoder = None
+        if num_layers > 0:
+            layer = nn.TransformerEncoderLayer(d_model, num_heads, ffn_dim, dropout, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+
+    @torch.no_grad()
+    def load_word_vectors(self, matrix: Tensor) -> None:
+        """Copy a [V, E] word-vector matrix into the embedding (keeps its frozen/trainable state)."""
+        expected = tuple(self.embedding.weight.shape)
+        if tuple(matrix.shape) != expected:
+            raise ValueError(f"load_word_vectors: matrix must be [vocab_size, word_dim] = {list(expected)}, got {list(matrix.shape)}")
+        if not torch.isfinite(matrix).all():
+            raise ValueError("load_word_vectors: matrix holds NaN or inf values")
+        self.embedding.weight.copy_(matrix.to(self.embedding.weight))
+
+    def forward(self, tokens: Tensor, token_mask: Tensor) -> Tensor:
+        """tokens int64 [B, Ns], token_mask bool [B, Ns] (True = valid) -> float [B, Ns, d_model]."""
+        x = self.dropout(self.proj(self.embedding(tokens)))
+        if self.encoder is not None:
+            x = self.encoder(x, src_key_padding_mask=~token_mask)
+        return x
+
+
+class VideoEncoder(nn.Module):
+    """Pooled clip features [B, Nv, Dv] -> [B, Nv, d_model] by one linear layer (+ dropout)."""
+
+    def __init__(self, video_dim: int, d_model: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.proj = nn.Linear(video_dim, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, video: Tensor) -> Tensor:
+        """video float [B, Nv, Dv] -> float [B, Nv, d_model]."""
+        return self.dropout(self.proj(video))

@@ -1,0 +1,251 @@
+"""Grounding maps on the semantic alignment map (DESIGN.md, "The equations").
+
+Shapes: ``P`` and ``A`` are float [B, Ns, Nv] (token i, clip j); ``token_mask`` [B, Ns] and
+``clip_mask`` [B, Nv] are bool with True = valid; valid clips are a prefix of length ``L``.
+Segment maps are [B, Nv, Nv] indexed ``[b, s, e]``; a cell is valid when ``s <= e < L``.
+
+No op loops over the batch, over ``s`` or over ``e``: window sums come from cumulative sums,
+window minima from one pass over the segment length (``Nv`` steps of [B, Ns, Nv] work).
+Values at padded tokens or clips are never read (they may be anything, NaN included).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._checks import check_clip_mask, check_map, check_mask
+
+__all__ = [
+    "assemble_by_length",
+    "inner_loss_map",
+    "matching_score",
+    "minmax_normalize",
+    "outer_loss_map",
+    "segment_mask",
+    "segment_scores",
+]
+
+
+def segment_mask(clip_mask: Tensor) -> Tensor:
+    """Valid segment cells.
+
+    Args:
+        clip_mask: bool [B, Nv], a valid prefix of length L per sample.
+
+    Returns:
+        bool [B, Nv, Nv], True where ``s <= e < L``.
+    """
+    Nv = clip_mask.shape[1]
+    idx = torch.arange(Nv, device=clip_mask.device)
+    upper = idx[:, None] <= idx[None, :]
+    return upper[None] & clip_mask[:, None, :]
+
+
+def minmax_normalize(A: Tensor, token_mask: Tensor, clip_mask: Tensor, eps: float = 1e-12) -> Tensor:
+    """Eq. 5's ``Norm``: min-max of each token's row over the valid clips.
+
+    ``P[b, i, j] = (A - min_j A) / (max_j A - min_j A)`` over valid clips ``j < L``. A row whose range
+    is ``<= eps`` (e.g. ``L == 1``) is set to 1 on its valid clips: every clip is the row's maximum.
+    Padded tokens and clips are 0.
+
+    Args:
+        A: float [B, Ns, Nv] raw alignment scores.
+        token_mask: bool [B, Ns]. clip_mask: bool [B, Nv].
+        eps: smallest range treated as non-degenerate.
+
+    Returns:
+        float [B, Ns, Nv] in [0, 1].
+    """
+    B, Ns, Nv = A.shape
+    check_mask("minmax_normalize", "token_mask", token_mask, (B, Ns))
+    check_mask("minmax_normalize", "clip_mask", clip_mask, (B, Nv))
+    valid = token_mask[:, :, None] & clip_mask[:, None, :]
+    clips = clip_mask[:, None, :].expand_as(A)
+    lo = torch.where(clips, A, torch.inf).amin(dim=2, keepdim=True)
+    hi = torch.where(clips, A, -torch.inf).amax(dim=2, keepdim=True)
+    rng = hi - lo
+    ok = rng > eps
+    # Safe denominators keep NaN out of the gradient of the branch torch.where does not take.
+    P = (A - torch.where(ok, lo, torch.zeros_like(lo))) / torch.where(ok, rng, torch.ones_like(rng))
+    P = torch.where(ok, P, torch.ones_like(P))
+    return torch.where(valid, P, torch.zeros_like(P))
+
+
+def matching_score(A: Tensor, token_mask: Tensor, clip_mask: Tensor) -> Tensor:
+    """Eq. 7: mean over valid tokens of the max over valid clips.
+
+    The caller applies the bounded map ``g`` to the raw scores first (Decision 1).
+
+    Args:
+        A: float [B, Ns, Nv] (``g(A)``, or ``P`` for the printed form).
+        token_mask: bool [B, Ns]; a sample with no valid token scores 0 (shared-word masking can
+            empty a sentence; the criterion drops such samples).
+        clip_mask: bool [B, Nv], non-empty valid prefix.
+
+    Returns:
+        float [B].
+    """
+    B, Ns, Nv = A.shape
+    check_mask("matching_score", "token_mask", token_mask, (B, Ns))
+    check_clip_mask("matching_score", clip_mask, (B, Nv))
+    best = torch.where(clip_mask[:, None, :], A, -torch.inf).amax(dim=2)
+    best = torch.where(token_mask, best, torch.zeros_like(best))
+    n = token_mask.sum(dim=1)
+    return best.sum(dim=1) / n.clamp(min=1).to(A.dtype)
+
+
+def _window_sums(x: Tensor) -> Tensor:
+    """``W[b, s, e] = sum_{j=s..e} x[b, j]`` for all s, e (garbage for s > e).
+
+    Args:
+        x: float [B, Nv]. Returns: float [B, Nv, Nv].
+    """
+    c = torch.nn.functional.pad(x.cumsum(dim=1), (1, 0))
+    return c[:, None, 1:] - c[:, :-1, None]
+
+
+def _clip_minima(P: Tensor, token_mask: Tensor, min_token_mask: Tensor | None) -> Tensor:
+    """``m_j = min over the chosen valid tokens of P[i, j]`` -> float [B, Nv].
+
+    Tokens are ``min_token_mask & token_mask``; a sample where that set is empty falls back to all
+    valid tokens (e.g. a sentence made only of function words under the content-word option).
+    """
+    chosen = token_mask
+    if min_token_mask is not None:
+        check_mask("segment_scores", "min_token_mask", min_token_mask, tuple(token_mask.shape))
+        narrowed = min_token_mask & token_mask
+        chosen = torch.where(narrowed.any(dim=1, keepdim=True), narrowed, token_mask)
+    return torch.where(chosen[:, :, None], P, torch.inf).amin(dim=1)
+
+
+def _sanitize(P: Tensor, token_mask: Tensor, clip_mask: Tensor, fill: float) -> Tensor:
+    valid = token_mask[:, :, None] & clip_mask[:, None, :]
+    return torch.where(valid, P, torch.full_like(P, fill))
+
+
+def segment_scores(P: Tensor, token_mask: Tensor, clip_mask: Tensor, *, min_token_mask: Tensor | None = None) -> Tensor:
+    """Eq. 8: ``SC(s, e) = pos(s, e) - neg(s, e)``.
+
+    ``pos = sum_{valid i} sum_{j in [s,e]} P[i,j] / (n * len)``; ``m_j = min_i P[i, j]``;
+    ``neg = sum_{j < L, j not in [s,e]} m_j / (L - len)``, 0 when ``len == L``.
+
+    Args:
+        P: float [B, Ns, Nv] alignment map.
+        token_mask: bool [B, Ns]. clip_mask: bool [B, Nv] (valid prefix).
+        min_token_mask: bool [B, Ns] or None: tokens entering the minimum ``m_j`` (intersected with
+            ``token_mask``; default all valid tokens; DESIGN "Known risk" suggests content words).
+            A sample with none of them uses all its valid tokens.
+
+    Returns:
+        float [B, Nv, Nv], ``-inf`` on invalid cells (``s > e`` or ``e >= L``).
+    """
+    check_map("segment_scores", P, token_mask, clip_mask)
+    P = _sanitize(P, token_mask, clip_mask, 0.0)
+    Nv = P.shape[2]
+    n = token_mask.sum(dim=1).to(P.dtype)
+    L = clip_mask.sum(dim=1).to(P.dtype)
+    idx = torch.arange(Nv, device=P.device)
+    length = (idx[None, :] - idx[:, None] + 1).clamp(min=1).to(P.dtype)  # [Nv(s), Nv(e)]
+
+    pos = _window_sums(P.sum(dim=1)) / (n[:, None, None] * length)
+    m = _clip_minima(P, token_mask, min_token_mask)
+    m = torch.where(clip_mask, m, torch.zeros_like(m))
+    rest = L[:, None, None] - length
+    neg_sum = m.sum(dim=1)[:, None, None] - _window_sums(m)
+    neg = torch.where(rest > 0, neg_sum / rest.clamp(min=1), torch.zeros_like(neg_sum))
+    sc = pos - neg
+    return torch.where(segment_mask(clip_mask), sc, torch.full_like(sc, -torch.inf))
+
+
+def assemble_by_length(per_length: list[Tensor]) -> Tensor:
+    """Place per-length values into a segment map.
+
+    Args:
+        per_length: ``Nv`` tensors; entry ``l - 1`` is [B, Nv - l + 1, *rest] holding the value of
+            the segment of length ``l`` starting at ``s`` (ending at ``e = s + l - 1``).
+
+    Returns:
+        [B, Nv, Nv, *rest] with ``out[b, s, e] = per_length[e - s][b, s]`` and 0 where ``s > e``.
+    """
+    Nv = len(per_length)
+    first = per_length[0]
+    B, rest = first.shape[0], first.shape[2:]
+    padded = [
+        torch.cat([t, t.new_zeros((B, Nv - t.shape[1], *rest))], dim=1) if t.shape[1] < Nv else t
+        for t in per_length
+    ]
+    stacked = torch.stack(padded, dim=1)  # [B, Nv(len), Nv(s), *rest]
+    idx = torch.arange(Nv, device=first.device)
+    l_idx = (idx[None, :] - idx[:, None]).clamp(min=0)
+    s_idx = idx[:, None].expand(Nv, Nv)
+    out = stacked[:, l_idx, s_idx]
+    upper = (idx[:, None] <= idx[None, :]).view(1, Nv, Nv, *([1] * len(rest)))
+    return torch.where(upper, out, torch.zeros_like(out))
+
+
+def inner_loss_map(P: Tensor, token_mask: Tensor, clip_mask: Tensor, eps: float = 1e-6) -> Tensor:
+    """Eq. 9: ``Lin(s, e) = -(1/n) sum_{valid i} log(max(min_{j in [s,e]} P[i, j], eps))``.
+
+    Since log is monotone, the window minimum is taken over ``log(max(P, eps))``.
+
+    Args:
+        P: float [B, Ns, Nv]. token_mask: bool [B, Ns]. clip_mask: bool [B, Nv] (valid prefix).
+        eps: floor inside the log.
+
+    Returns:
+        float [B, Nv, Nv], 0 on invalid cells.
+    """
+    check_map("inner_loss_map", P, token_mask, clip_mask)
+    # Padding becomes log(1) = 0: padded tokens add nothing; windows over padded clips are invalid.
+    Q = torch.log(_sanitize(P, token_mask, clip_mask, 1.0).clamp(min=eps))
+    n = token_mask.sum(dim=1).to(P.dtype)
+    Nv = P.shape[2]
+    run = Q
+    per_length = [run.sum(dim=1)]
+    for length in range(2, Nv + 1):
+        run = torch.minimum(run[:, :, :-1], Q[:, :, length - 1 :])
+        per_length.append(run.sum(dim=1))
+    lin = -assemble_by_length(per_length) / n[:, None, None]
+    return torch.where(segment_mask(clip_mask), lin, torch.zeros_like(lin))
+
+
+def outer_loss_map(
+    P: Tensor,
+    token_mask: Tensor,
+    clip_mask: Tensor,
+    eps: float = 1e-6,
+    *,
+    form: str = "complement",
+    min_token_mask: Tensor | None = None,
+) -> Tensor:
+    """Eq. 11 (Decision 2): mean over the complement clips of ``-log(max(1 - m_j, eps))``.
+
+    ``Lout(s, e) = -(1/(L - len)) sum_{j < L, j not in [s,e]} log(max(1 - m_j, eps))``, 0 when
+    ``len == L``, with ``m_j = min_{valid i} P[i, j]``.
+
+    Args:
+        P: float [B, Ns, Nv]. token_mask: bool [B, Ns]. clip_mask: bool [B, Nv] (valid prefix).
+        eps: floor inside the log.
+        form: ``"complement"`` (binding definition, pushes the complement's ``m_j`` down) or
+            ``"printed"`` (Eq. 11 as printed: ``-log(max(m_j, eps))``, pushes it up).
+        min_token_mask: as in :func:`segment_scores`, tokens entering ``m_j``.
+
+    Returns:
+        float [B, Nv, Nv], 0 on invalid cells.
+    """
+    if form not in ("complement", "printed"):
+        raise ValueError(f"outer_loss_map: form must be 'complement' or 'printed', got {form!r}")
+    check_map("outer_loss_map", P, token_mask, clip_mask)
+    P = _sanitize(P, token_mask, clip_mask, 0.0)
+    Nv = P.shape[2]
+    L = clip_mask.sum(dim=1).to(P.dtype)
+    m = _clip_minima(P, token_mask, min_token_mask)
+    r = -torch.log((1.0 - m if form == "complement" else m).clamp(min=eps))
+    r = torch.where(clip_mask, r, torch.zeros_like(r))
+    idx = torch.arange(Nv, device=P.device)
+    length = (idx[None, :] - idx[:, None] + 1).clamp(min=1).to(P.dtype)
+    rest = L[:, None, None] - length
+    total = r.sum(dim=1)[:, None, None] - _window_sums(r)
+    lout = torch.where(rest > 0, total / rest.clamp(min=1), torch.zeros_like(total))
+    return torch.where(segment_mask(clip_mask), lout, torch.zeros_like(lout))

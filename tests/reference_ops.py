@@ -1,0 +1,119 @@
+"""Literal loop implementations of DESIGN.md's equations (test oracle and benchmark baseline).
+
+Loops over the sample b and the segment (s, e) and writes each formula as printed in DESIGN.md,
+with small tensor reductions over the tokens and clips of one segment. Works on any device/dtype.
+P: [B, Ns, Nv]; token_mask [B, Ns], clip_mask [B, Nv] bool (True = valid, clips a prefix).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def _tokens(token_mask: Tensor, b: int) -> Tensor:
+    return token_mask[b].nonzero().flatten()
+
+
+def _min_tokens(token_mask: Tensor, min_token_mask: Tensor | None, b: int) -> Tensor:
+    toks = _tokens(token_mask, b)
+    if min_token_mask is None:
+        return toks
+    chosen = (token_mask[b] & min_token_mask[b]).nonzero().flatten()
+    return chosen if chosen.numel() > 0 else toks
+
+
+def ref_minmax(A: Tensor, token_mask: Tensor, clip_mask: Tensor, eps: float = 1e-12) -> Tensor:
+    """P = (A - min_j A) / (max_j A - min_j A) over valid clips; 1 for a degenerate row; 0 padding."""
+    B, Ns, Nv = A.shape
+    P = torch.zeros_like(A)
+    for b in range(B):
+        L = int(clip_mask[b].sum())
+        for i in _tokens(token_mask, b).tolist():
+            row = A[b, i, :L]
+            lo, hi = row.min(), row.max()
+            P[b, i, :L] = (row - lo) / (hi - lo) if hi - lo > eps else torch.ones_like(row)
+    return P
+
+
+def ref_matching_score(A: Tensor, token_mask: Tensor, clip_mask: Tensor) -> Tensor:
+    """S = (1/n) sum_i max_{j<L} A[i, j]."""
+    out = torch.zeros(A.shape[0], dtype=A.dtype, device=A.device)
+    for b in range(A.shape[0]):
+        toks = _tokens(token_mask, b)
+        L = int(clip_mask[b].sum())
+        if toks.numel():
+            out[b] = sum(A[b, i, :L].max() for i in toks.tolist()) / toks.numel()
+    return out
+
+
+def ref_segment_scores(
+    P: Tensor, token_mask: Tensor, clip_mask: Tensor, min_token_mask: Tensor | None = None
+) -> Tensor:
+    """SC(s,e) = sum_i sum_{j in [s,e]} P / (n len) - sum_{j not in [s,e]} m_j / (L - len)."""
+    B, Ns, Nv = P.shape
+    out = torch.full((B, Nv, Nv), -math.inf, dtype=P.dtype, device=P.device)
+    for b in range(B):
+        toks = _tokens(token_mask, b)
+        n = toks.numel()
+        L = int(clip_mask[b].sum())
+        m = P[b, _min_tokens(token_mask, min_token_mask, b), :L].min(dim=0).values
+        for s in range(L):
+            for e in range(s, L):
+                length = e - s + 1
+                pos = P[b, toks, s : e + 1].sum() / (n * length)
+                if length == L:
+                    neg = 0.0
+                else:
+                    outside = [j for j in range(L) if not s <= j <= e]
+                    neg = m[outside].sum() / (L - length)
+                out[b, s, e] = pos - neg
+    return out
+
+
+def ref_inner_loss_map(P: Tensor, token_mask: Tensor, clip_mask: Tensor, eps: float = 1e-6) -> Tensor:
+    """Lin(s,e) = -(1/n) sum_i log(max(min_{j in [s,e]} P[i,j], eps))."""
+    B, Ns, Nv = P.shape
+    out = torch.zeros((B, Nv, Nv), dtype=P.dtype, device=P.device)
+    for b in range(B):
+        toks = _tokens(token_mask, b)
+        L = int(clip_mask[b].sum())
+        for s in range(L):
+            for e in range(s, L):
+                total = 0.0
+                for i in toks.tolist():
+                    total = total + torch.log(torch.clamp(P[b, i, s : e + 1].min(), min=eps))
+                out[b, s, e] = -total / toks.numel()
+    return out
+
+
+def ref_outer_loss_map(
+    P: Tensor,
+    token_mask: Tensor,
+    clip_mask: Tensor,
+    eps: float = 1e-6,
+    form: str = "complement",
+    min_token_mask: Tensor | None = None,
+) -> Tensor:
+    """Lout(s,e) = -(1/(L-len)) sum_{j not in [s,e]} log(max(1 - m_j, eps)); printed: log(max(m_j, eps))."""
+    B, Ns, Nv = P.shape
+    out = torch.zeros((B, Nv, Nv), dtype=P.dtype, device=P.device)
+    for b in range(B):
+        L = int(clip_mask[b].sum())
+        toks = _min_tokens(token_mask, min_token_mask, b)
+        for s in range(L):
+            for e in range(s, L):
+                length = e - s + 1
+                if length == L:
+                    continue
+                total = 0.0
+                for j in range(L):
+                    if s <= j <= e:
+                        continue
+                    m_j = P[b, toks, j].min()
+                    arg = 1 - m_j if form == "complement" else m_j
+                    total = total + torch.log(torch.clamp(arg, min=eps))
+                out[b, s, e] = -total / (L - length)
+    return out

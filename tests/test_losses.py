@@ -1,0 +1,269 @@
+"""FSANCriterion against literal loop computations, its decision switches, and a training run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from fsan_lightning import ops
+from fsan_lightning.models import FSAN, FSANCriterion, FSANOutput
+from reference_ops import ref_inner_loss_map, ref_minmax, ref_outer_loss_map, ref_segment_scores
+
+torch.set_num_threads(1)
+VOCAB, VDIM = 12, 4
+
+
+class FakeNet(nn.Module):
+    """cosine = tanh(<emb[token], clip>), A = 3 * cosine: known, differentiable, and cheap."""
+
+    def __init__(self, content_minimum: bool = False):
+        super().__init__()
+        self.emb = nn.Parameter(torch.randn(VOCAB, VDIM, dtype=torch.float64, generator=torch.Generator().manual_seed(5)))
+        self.content_minimum = content_minimum
+        self.calls: list[int] = []
+
+    def forward(self, video, video_mask, tokens, token_mask):
+        self.calls.append(video.shape[0])
+        A = torch.tanh(torch.einsum("bie,bje->bij", self.emb[tokens], video))
+        A = torch.where(token_mask[:, :, None] & video_mask[:, None, :], A, torch.zeros_like(A))
+        P = ops.minmax_normalize(A, token_mask, video_mask)
+        return FSANOutput(A=3 * A, P=P, text_features=self.emb[tokens], video_features=video, cosine=A)
+
+    def min_token_mask(self, token_mask, content_mask):
+        return content_mask & token_mask if self.content_minimum else None
+
+
+def make_batch(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    B, Nv = 4, 5
+    video = torch.randn(B, Nv, VDIM, generator=g, dtype=torch.float64)
+    vm = torch.arange(Nv)[None] < torch.tensor([[5], [3], [4], [1]])
+    tokens = torch.tensor([[2, 3, 4, 5, 0], [6, 7, 1, 0, 0], [2, 2, 8, 9, 10], [3, 4, 0, 0, 0]])
+    neg = torch.tensor([[4, 5, 11], [1, 9, 0], [2, 8, 11], [3, 4, 0]])
+    # sample 0 shares 4, 5; sample 1 shares only the unknown id 1; sample 3's words are all shared
+    tm, ntm = tokens > 0, neg > 0
+    content = tm & (tokens != 2)
+    return {
+        "video": video, "video_mask": vm, "tokens": tokens, "token_mask": tm, "content_mask": content,
+        "neg_tokens": neg, "neg_token_mask": ntm, "neg_content_mask": ntm, "vid": ["a", "a", "b", "c"],
+    }
+
+
+def literal_losses(net, batch, margin=0.2, tau=0.05, mask_shared="both", l=(1 / 3,) * 3, sap_weight=1.0,
+                   outer_form="complement", content_minimum=False, negative_video=False):
+    """Eq. 6-13 written sample by sample from DESIGN.md."""
+    with torch.no_grad():
+        video, vm = batch["video"], batch["video_mask"]
+        B = video.shape[0]
+
+        def score(toks, vid_b):
+            L = int(vm[vid_b].sum())
+            return sum(torch.tanh(net.emb[t] @ video[vid_b, :L].T).max().item() for t in toks) / len(toks)
+
+        trip, used = [], 0
+        for b in range(B):
+            pos = [t for t in batch["tokens"][b].tolist() if t > 0]
+            neg = [t for t in batch["neg_tokens"][b].tolist() if t > 0]
+            shared = {t for t in pos if t in neg and t != 1}
+            pos_kept = [t for t in pos if t not in shared] if mask_shared == "both" else pos
+            neg_kept = [t for t in neg if t not in shared] if mask_shared in ("both", "negative") else neg
+            if pos_kept and neg_kept:
+                used += 1
+                trip.append(max(0.0, margin - score(pos_kept, b) + score(neg_kept, b)))
+        lt = sum(trip) / used
+        lt_video = 0.0
+        if negative_video:
+            pairs = {0: 2, 1: 2, 2: 3, 3: 0}  # roll by one, skipping the same vid "a"
+            terms = []
+            for b, other in pairs.items():
+                pos = [t for t in batch["tokens"][b].tolist() if t > 0]
+                terms.append(max(0.0, margin - score(pos, b) + score(pos, other)))
+            lt_video = sum(terms) / B
+            lt = lt + lt_video
+        out = net(video, vm, batch["tokens"], batch["token_mask"])
+        tm = batch["token_mask"]
+        content = batch["content_mask"] if content_minimum else None
+        P = ref_minmax(out.A, tm, vm)
+        sc = ref_segment_scores(P, tm, vm, min_token_mask=content)
+        lin = ref_inner_loss_map(P, tm, vm)
+        lout = ref_outer_loss_map(P, tm, vm, form=outer_form, min_token_mask=content)
+        li = lo = 0.0
+        for b in range(B):
+            L = int(vm[b].sum())
+            cells = [(s, e) for s in range(L) for e in range(s, L)]
+            z = sum(math.exp(sc[b, s, e].item() / tau) for s, e in cells)
+            for s, e in cells:
+                w = math.exp(sc[b, s, e].item() / tau) / z
+                li += w * lin[b, s, e].item() / B
+                lo += w * lout[b, s, e].item() / B
+    total = l[0] * lt + sap_weight * (l[1] * li + l[2] * lo)
+    return {"loss": total, "loss_triplet": lt, "loss_inner": li, "loss_outer": lo, "triplet_video": lt_video}
+
+
+def assert_matches(got, expected):
+    for key, value in expected.items():
+        assert got[key].item() == pytest.approx(value, rel=1e-9, abs=1e-12), key
+
+
+@pytest.mark.parametrize(
+    "crit_kw, lit_kw",
+    [
+        ({}, {}),
+        ({"margin": 2.0}, {"margin": 2.0}),  # every hinge active
+        ({"mask_shared": "negative", "margin": 2.0}, {"mask_shared": "negative", "margin": 2.0}),
+        ({"mask_shared": "none", "margin": 2.0}, {"mask_shared": "none", "margin": 2.0}),
+        ({"outer_form": "printed", "tau": 0.3}, {"outer_form": "printed", "tau": 0.3}),
+        ({"l1": 0.5, "l2": 0.2, "l3": 0.3, "margin": 0.5}, {"l": (0.5, 0.2, 0.3), "margin": 0.5}),
+        ({"negative_video": True, "margin": 1.0}, {"negative_video": True, "margin": 1.0}),
+    ],
+)
+def test_criterion_matches_literal_equations(crit_kw, lit_kw):
+    net, batch = FakeNet(), make_batch()
+    got = FSANCriterion(**crit_kw)(net, batch, sap_weight=0.7)
+    # one forward for positive + negative sentences (+ negative videos)
+    assert net.calls == [12 if crit_kw.get("negative_video") else 8]
+    assert_matches(got, literal_losses(net, batch, sap_weight=0.7, **lit_kw))
+    assert set(got) >= {"loss", "loss_triplet", "loss_inner", "loss_outer"}
+    assert all(v.dim() == 0 for v in got.values())
+
+
+def test_criterion_content_minimum_uses_the_network_choice():
+    net, batch = FakeNet(content_minimum=True), make_batch()
+    got = FSANCriterion()(net, batch)
+    assert_matches(got, literal_losses(net, batch, content_minimum=True))
+    assert got["loss_outer"].item() != pytest.approx(FSANCriterion()(FakeNet(), batch)["loss_outer"].item())
+
+
+def test_shared_word_masking_drops_fully_shared_sentences():
+    got = FSANCriterion()(FakeNet(), make_batch())
+    assert got["usable_fraction"].item() == pytest.approx(0.75)  # sample 3 has no unshared word
+    assert FSANCriterion(mask_shared="negative")(FakeNet(), make_batch())["usable_fraction"].item() == pytest.approx(0.75)
+    assert FSANCriterion(mask_shared="none")(FakeNet(), make_batch())["usable_fraction"].item() == 1.0
+
+
+def test_decision_switches_change_the_losses():
+    batch = make_batch()
+    base = FSANCriterion(margin=2.0)(FakeNet(), batch)
+    printed_p = FSANCriterion(match_on="P")(FakeNet(), batch)
+    # Decision 1: on P the matching score is 1 for both sentences, so Lt is exactly the margin
+    assert printed_p["loss_triplet"].item() == pytest.approx(0.2)
+    assert printed_p["score_pos"].item() == pytest.approx(1.0) and printed_p["score_neg"].item() == pytest.approx(1.0)
+    raw_w = FSANCriterion(weight_form="raw")(FakeNet(), batch)
+    assert raw_w["loss_inner"].item() != pytest.approx(base["loss_inner"].item())
+    outer = FSANCriterion(outer_form="printed")(FakeNet(), batch)
+    assert outer["loss_outer"].item() != pytest.approx(base["loss_outer"].item())
+    one_sided = FSANCriterion(mask_shared="negative", margin=2.0)(FakeNet(), batch)
+    assert one_sided["loss_triplet"].item() != pytest.approx(base["loss_triplet"].item())
+    for fn in ("sigmoid", "tanh", "identity"):
+        other = FSANCriterion(match_fn=fn, margin=2.0)(FakeNet(), batch)
+        assert other["score_pos"].item() != pytest.approx(base["score_pos"].item()), fn
+
+
+def test_sap_loss_off_and_warmup_weight():
+    batch = make_batch()
+    off = FSANCriterion(sap_loss=False)(FakeNet(), batch)
+    assert off["loss"].item() == off["loss_triplet"].item()
+    assert not off["loss_inner"].requires_grad and off["loss_inner"].item() > 0  # still reported
+    warm = FSANCriterion()(FakeNet(), batch, sap_weight=0.0)
+    assert warm["loss"].item() == pytest.approx(warm["loss_triplet"].item() / 3)
+
+
+def test_loss_weights_sum_into_total_and_gradients_flow():
+    net, batch = FakeNet(), make_batch()
+    got = FSANCriterion(l1=0.2, l2=0.3, l3=0.5)(net, batch, sap_weight=0.5)
+    expected = 0.2 * got["loss_triplet"] + 0.5 * (0.3 * got["loss_inner"] + 0.5 * got["loss_outer"])
+    assert got["loss"].item() == pytest.approx(expected.item())
+    got["loss"].backward()
+    assert net.emb.grad is not None and net.emb.grad.abs().sum() > 0
+
+
+def test_bad_criterion_arguments_raise():
+    for kw in ({"mask_shared": "positive"}, {"match_fn": "relu"}, {"match_on": "Q"}, {"outer_form": "x"},
+               {"weight_form": "x"}, {"l2": -0.1}, {"tau": 0.0}):
+        with pytest.raises(ValueError, match="FSANCriterion"):
+            FSANCriterion(**kw)
+    batch = make_batch()
+    del batch["vid"]
+    with pytest.raises(ValueError, match="vid"):
+        FSANCriterion(negative_video=True)(FakeNet(), batch)
+
+
+def test_loss_building_blocks_hand_cases():
+    torch.testing.assert_close(
+        ops.triplet_loss(torch.tensor([0.5, 0.1]), torch.tensor([0.1, 0.5]), 0.2), torch.tensor([0.0, 0.6])
+    )
+    tok = torch.tensor([[5, 6, 1, 7], [2, 3, 0, 0]])
+    other = torch.tensor([[6, 1, 9], [3, 3, 2]])
+    shared, other_shared = ops.shared_token_masks(tok, tok > 0, other, other > 0)
+    assert shared.tolist() == [[False, True, False, False], [True, True, False, False]]
+    assert other_shared.tolist() == [[True, False, False], [True, True, True]]
+    idx, ok = ops.negative_video_indices(["a", "a", "b", "a"])
+    assert idx.tolist() == [2, 2, 3, 2] and ok.all()
+    idx, ok = ops.negative_video_indices(["x", "x"])
+    assert not ok.any()
+    sc = torch.tensor([[[0.0, 1.0], [-torch.inf, 2.0]], [[3.0, 9.0], [-torch.inf, 9.0]]])
+    cm = torch.tensor([[True, True], [True, False]])
+    w = ops.segment_weights(sc, cm, tau=1.0)
+    z = 1 + math.e + math.e**2
+    torch.testing.assert_close(w[0], torch.tensor([[1 / z, math.e / z], [0.0, math.e**2 / z]]))
+    torch.testing.assert_close(w[1], torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+    raw = ops.segment_weights(sc, cm, form="raw")
+    torch.testing.assert_close(raw, torch.tensor([[[0.0, 1.0], [0.0, 2.0]], [[3.0, 0.0], [0.0, 0.0]]]))
+    loss = ops.weighted_segment_loss(w, torch.ones_like(w))
+    torch.testing.assert_close(loss, torch.ones(2))
+
+
+def test_mlp_head_trains_with_mil_triplet():
+    torch.manual_seed(0)
+    net = FSAN(VOCAB, 6, VDIM, d_model=16, icim_layers=1, num_heads=2, ffn_dim=16, grounding_head="mlp", mlp_hidden=8)
+    batch = make_batch()
+    batch["video"] = batch["video"].float()
+    net.eval()
+    both = FSANCriterion()(net, batch)
+    only_head = FSANCriterion(mlp_sap_triplet=False)(net, batch)
+    assert both["triplet_mlp"].item() > 0
+    assert both["loss_triplet"].item() == pytest.approx(both["triplet_mlp"].item() + both["triplet_sentence"].item(), rel=1e-5)
+    assert only_head["loss_triplet"].item() == pytest.approx(only_head["triplet_mlp"].item(), rel=1e-5)
+    both["loss"].backward()
+    assert net.head.fc3.weight.grad.abs().sum() > 0
+
+
+def _tiny_training_batch():
+    g = torch.Generator().manual_seed(0)
+    B, Nv, Ns, V = 8, 10, 7, 30
+    tm = torch.arange(Ns)[None] < torch.randint(2, Ns + 1, (B,), generator=g)[:, None]
+    ntm = torch.arange(Ns - 2)[None] < torch.randint(2, Ns - 1, (B,), generator=g)[:, None]
+    return {
+        "video": torch.randn(B, Nv, 20, generator=g),
+        "video_mask": torch.arange(Nv)[None] < torch.randint(3, Nv + 1, (B,), generator=g)[:, None],
+        "tokens": torch.randint(2, V, (B, Ns), generator=g) * tm,
+        "token_mask": tm,
+        "content_mask": tm,
+        "neg_tokens": torch.randint(2, V, (B, Ns - 2), generator=g) * ntm,
+        "neg_token_mask": ntm,
+        "neg_content_mask": ntm,
+        "vid": [f"v{i}" for i in range(B)],
+    }
+
+
+def test_total_loss_halves_in_200_adam_steps():
+    """Default criterion; small network without dropout so the run is deterministic."""
+    torch.manual_seed(0)
+    net = FSAN(30, 16, 20, d_model=32, icim_layers=2, num_heads=4, ffn_dim=64, dropout=0.0)
+    criterion = FSANCriterion()
+    batch = _tiny_training_batch()
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
+    first = None
+    for _ in range(200):
+        losses = criterion(net, batch)
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+        first = losses["loss"].item() if first is None else first
+    with torch.no_grad():
+        last = criterion(net, batch)
+    assert last["loss"].item() <= 0.5 * first, (first, {k: v.item() for k, v in last.items()})
+    assert last["score_pos"] > last["score_neg"]

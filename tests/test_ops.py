@@ -1,0 +1,176 @@
+"""Grounding maps against the literal loop references of DESIGN.md's equations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fsan_lightning import ops
+from reference_ops import (
+    ref_inner_loss_map,
+    ref_matching_score,
+    ref_minmax,
+    ref_outer_loss_map,
+    ref_segment_scores,
+)
+
+torch.set_num_threads(1)
+TOL = dict(rtol=0, atol=1e-9)
+
+
+def random_case(seed: int, B: int = 5, Ns: int = 6, Nv: int = 7, nan_padding: bool = True):
+    """float64 P with exact 0s and 1s, random token masks (not only prefixes), prefix clip masks."""
+    g = torch.Generator().manual_seed(seed)
+    P = torch.rand(B, Ns, Nv, generator=g, dtype=torch.float64)
+    P[torch.rand(B, Ns, Nv, generator=g) < 0.15] = 0.0
+    P[torch.rand(B, Ns, Nv, generator=g) < 0.15] = 1.0
+    P[0, :, 0] = 0.0  # a clip that every token rejects
+    token_mask = torch.rand(B, Ns, generator=g) < 0.7
+    token_mask[:, 0] = True
+    token_mask[0] = True  # a full sentence
+    L = torch.randint(1, Nv + 1, (B,), generator=g)
+    L[0], L[1] = Nv, 1  # full video and a single clip
+    clip_mask = torch.arange(Nv)[None, :] < L[:, None]
+    content = (torch.rand(B, Ns, generator=g) < 0.5) & token_mask
+    content[2] = False  # no content word: falls back to all tokens
+    if nan_padding:
+        P = torch.where(token_mask[:, :, None] & clip_mask[:, None, :], P, torch.nan)
+    return P, token_mask, clip_mask, content
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_segment_scores_matches_literal_loops(seed):
+    P, tm, cm, content = random_case(seed)
+    torch.testing.assert_close(ops.segment_scores(P, tm, cm), ref_segment_scores(P, tm, cm), **TOL)
+    torch.testing.assert_close(
+        ops.segment_scores(P, tm, cm, min_token_mask=content),
+        ref_segment_scores(P, tm, cm, min_token_mask=content),
+        **TOL,
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_inner_loss_map_matches_literal_loops(seed):
+    P, tm, cm, _ = random_case(seed)
+    out = ops.inner_loss_map(P, tm, cm)
+    torch.testing.assert_close(out, ref_inner_loss_map(P, tm, cm), **TOL)
+    # exact zeros in P hit the floor: -log(eps) for the clip every token rejects
+    assert out[0, 0, 0].item() == pytest.approx(-torch.log(torch.tensor(1e-6, dtype=torch.float64)).item())
+    torch.testing.assert_close(ops.inner_loss_map(P, tm, cm, eps=1e-3), ref_inner_loss_map(P, tm, cm, eps=1e-3), **TOL)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("form", ["complement", "printed"])
+def test_outer_loss_map_matches_literal_loops(seed, form):
+    P, tm, cm, content = random_case(seed)
+    torch.testing.assert_close(
+        ops.outer_loss_map(P, tm, cm, form=form), ref_outer_loss_map(P, tm, cm, form=form), **TOL
+    )
+    torch.testing.assert_close(
+        ops.outer_loss_map(P, tm, cm, form=form, min_token_mask=content),
+        ref_outer_loss_map(P, tm, cm, form=form, min_token_mask=content),
+        **TOL,
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_minmax_and_matching_score_match_literal_loops(seed):
+    A, tm, cm, _ = random_case(seed)
+    A = torch.nan_to_num(A, nan=123.0) * 5 - 2  # padding holds junk, not NaN (A comes from a network)
+    A[3, 0, :] = 0.7  # degenerate row -> 1 on valid clips
+    P = ops.minmax_normalize(A, tm, cm)
+    torch.testing.assert_close(P, ref_minmax(A, tm, cm), **TOL)
+    valid = tm[:, :, None] & cm[:, None, :]
+    assert P[valid].min() >= 0 and P[valid].max() <= 1 and (P[~valid] == 0).all()
+    Anan = torch.where(valid, A, torch.nan)
+    torch.testing.assert_close(ops.matching_score(Anan, tm, cm), ref_matching_score(A, tm, cm), **TOL)
+    # Decision 1: the printed matching score on P is the constant 1
+    torch.testing.assert_close(ops.matching_score(P, tm, cm), torch.ones(A.shape[0], dtype=A.dtype), **TOL)
+
+
+def test_matching_score_empty_sentence_scores_zero():
+    A = torch.randn(2, 3, 4, dtype=torch.float64)
+    tm = torch.tensor([[True, True, False], [False, False, False]])
+    cm = torch.ones(2, 4, dtype=torch.bool)
+    out = ops.matching_score(A, tm, cm)
+    assert out[1] == 0
+    assert out[0] == pytest.approx(A[0, :2].max(dim=1).values.mean().item())
+
+
+def test_segment_scores_hand_computed():
+    # one token, three clips: P = [1, 0, 0.5]; m = P
+    P = torch.tensor([[[1.0, 0.0, 0.5]]], dtype=torch.float64)
+    tm = torch.tensor([[True]])
+    cm = torch.tensor([[True, True, True]])
+    sc = ops.segment_scores(P, tm, cm)
+    # (0,0): pos 1, neg (0 + 0.5)/2 = 0.25 -> 0.75; (0,1): 0.5 - 0.5 = 0; (0,2): 0.5 - 0 = 0.5
+    # (1,1): 0 - 0.75 = -0.75; (1,2): 0.25 - 1 = -0.75; (2,2): 0.5 - 0.5 = 0
+    inf = float("inf")
+    expected = torch.tensor([[[0.75, 0.0, 0.5], [-inf, -0.75, -0.75], [-inf, -inf, 0.0]]], dtype=torch.float64)
+    torch.testing.assert_close(sc, expected, **TOL)
+    lin = ops.inner_loss_map(P, tm, cm)
+    assert lin[0, 0, 0] == 0 and lin[0, 2, 2] == pytest.approx(-torch.log(torch.tensor(0.5)).item())
+    assert lin[0, 0, 2] == pytest.approx(-torch.log(torch.tensor(1e-6)).item())
+    lout = ops.outer_loss_map(P, tm, cm)
+    # (2,2): complement clips 0, 1 with m = 1, 0 -> -(log(eps) + log(1)) / 2
+    assert lout[0, 2, 2] == pytest.approx(-torch.log(torch.tensor(1e-6, dtype=torch.float64)).item() / 2)
+    assert lout[0, 0, 2] == 0
+
+
+def _valid_only(fn, cm):
+    valid = ops.segment_mask(cm)
+
+    def wrapped(P):
+        out = fn(P)
+        return torch.where(valid, out, torch.zeros_like(out))
+
+    return wrapped
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["segment_scores", "inner_loss_map", "outer_complement", "outer_printed", "minmax", "segment_scores_content"],
+)
+def test_gradcheck(name):
+    g = torch.Generator().manual_seed(7)
+    B, Ns, Nv = 2, 3, 5
+    # values well inside (eps, 1 - eps) and no ties, so min/max are differentiable
+    P = (0.05 + 0.9 * torch.rand(B, Ns, Nv, generator=g, dtype=torch.float64)).requires_grad_()
+    tm = torch.tensor([[True, True, False], [True, True, True]])
+    cm = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    content = torch.tensor([[True, False, False], [False, True, True]])
+    fns = {
+        "segment_scores": lambda x: ops.segment_scores(x, tm, cm),
+        "segment_scores_content": lambda x: ops.segment_scores(x, tm, cm, min_token_mask=content),
+        "inner_loss_map": lambda x: ops.inner_loss_map(x, tm, cm),
+        "outer_complement": lambda x: ops.outer_loss_map(x, tm, cm),
+        "outer_printed": lambda x: ops.outer_loss_map(x, tm, cm, form="printed"),
+        "minmax": lambda x: ops.minmax_normalize(x, tm, cm),
+    }
+    fn = fns[name] if name == "minmax" else _valid_only(fns[name], cm)
+    assert torch.autograd.gradcheck(fn, (P,), eps=1e-6, atol=1e-7)
+
+
+def test_segment_mask_and_assemble_by_length():
+    cm = torch.tensor([[True, True, False]])
+    expected = torch.tensor([[[True, True, False], [False, True, False], [False, False, False]]])
+    assert torch.equal(ops.segment_mask(cm), expected)
+    per_length = [torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[4.0, 5.0]]), torch.tensor([[6.0]])]
+    out = ops.assemble_by_length(per_length)
+    assert torch.equal(out, torch.tensor([[[1.0, 4.0, 6.0], [0.0, 2.0, 5.0], [0.0, 0.0, 3.0]]]))
+
+
+def test_bad_masks_raise():
+    P = torch.rand(2, 3, 4)
+    tm = torch.ones(2, 3, dtype=torch.bool)
+    hole = torch.tensor([[True, False, True, False], [True, True, True, True]])
+    with pytest.raises(ValueError, match="segment_scores.*clip_mask.*sample.*\\[0\\].*prefix"):
+        ops.segment_scores(P, tm, hole)
+    with pytest.raises(ValueError, match="inner_loss_map.*no valid token"):
+        ops.inner_loss_map(P, torch.tensor([[True, False, False], [False] * 3]), torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="must be bool"):
+        ops.outer_loss_map(P, tm.long(), torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="shape"):
+        ops.segment_scores(P, tm[:, :2], torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="form"):
+        ops.outer_loss_map(P, tm, torch.ones(2, 4, dtype=torch.bool), form="paper")
