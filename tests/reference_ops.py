@@ -27,7 +27,7 @@ def _min_tokens(token_mask: Tensor, min_token_mask: Tensor | None, b: int) -> Te
 
 def ref_minmax(A: Tensor, token_mask: Tensor, clip_mask: Tensor, eps: float = 1e-12) -> Tensor:
     """P = (A - min_j A) / (max_j A - min_j A) over valid clips; 1 for a degenerate row; 0 padding."""
-    B, Ns, Nv = A.shape
+    B, _Ns, _Nv = A.shape
     P = torch.zeros_like(A)
     for b in range(B):
         L = int(clip_mask[b].sum())
@@ -53,7 +53,7 @@ def ref_segment_scores(
     P: Tensor, token_mask: Tensor, clip_mask: Tensor, min_token_mask: Tensor | None = None
 ) -> Tensor:
     """SC(s,e) = sum_i sum_{j in [s,e]} P / (n len) - sum_{j not in [s,e]} m_j / (L - len)."""
-    B, Ns, Nv = P.shape
+    B, _Ns, Nv = P.shape
     out = torch.full((B, Nv, Nv), -math.inf, dtype=P.dtype, device=P.device)
     for b in range(B):
         toks = _tokens(token_mask, b)
@@ -75,7 +75,7 @@ def ref_segment_scores(
 
 def ref_inner_loss_map(P: Tensor, token_mask: Tensor, clip_mask: Tensor, eps: float = 1e-6) -> Tensor:
     """Lin(s,e) = -(1/n) sum_i log(max(min_{j in [s,e]} P[i,j], eps))."""
-    B, Ns, Nv = P.shape
+    B, _Ns, Nv = P.shape
     out = torch.zeros((B, Nv, Nv), dtype=P.dtype, device=P.device)
     for b in range(B):
         toks = _tokens(token_mask, b)
@@ -98,7 +98,7 @@ def ref_outer_loss_map(
     min_token_mask: Tensor | None = None,
 ) -> Tensor:
     """Lout(s,e) = -(1/(L-len)) sum_{j not in [s,e]} log(max(1 - m_j, eps)); printed: log(max(m_j, eps))."""
-    B, Ns, Nv = P.shape
+    B, _Ns, Nv = P.shape
     out = torch.zeros((B, Nv, Nv), dtype=P.dtype, device=P.device)
     for b in range(B):
         L = int(clip_mask[b].sum())

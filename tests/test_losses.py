@@ -21,7 +21,9 @@ class FakeNet(nn.Module):
 
     def __init__(self, content_minimum: bool = False):
         super().__init__()
-        self.emb = nn.Parameter(torch.randn(VOCAB, VDIM, dtype=torch.float64, generator=torch.Generator().manual_seed(5)))
+        self.emb = nn.Parameter(
+            torch.randn(VOCAB, VDIM, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+        )
         self.content_minimum = content_minimum
         self.calls: list[int] = []
 
@@ -47,13 +49,30 @@ def make_batch(seed: int = 0):
     tm, ntm = tokens > 0, neg > 0
     content = tm & (tokens != 2)
     return {
-        "video": video, "video_mask": vm, "tokens": tokens, "token_mask": tm, "content_mask": content,
-        "neg_tokens": neg, "neg_token_mask": ntm, "neg_content_mask": ntm, "vid": ["a", "a", "b", "c"],
+        "video": video,
+        "video_mask": vm,
+        "tokens": tokens,
+        "token_mask": tm,
+        "content_mask": content,
+        "neg_tokens": neg,
+        "neg_token_mask": ntm,
+        "neg_content_mask": ntm,
+        "vid": ["a", "a", "b", "c"],
     }
 
 
-def literal_losses(net, batch, margin=0.2, tau=0.05, mask_shared="both", l=(1 / 3,) * 3, sap_weight=1.0,
-                   outer_form="complement", content_minimum=False, negative_video=False):
+def literal_losses(
+    net,
+    batch,
+    margin=0.2,
+    tau=0.05,
+    mask_shared="both",
+    weights=(1 / 3,) * 3,
+    sap_weight=1.0,
+    outer_form="complement",
+    content_minimum=False,
+    negative_video=False,
+):
     """Eq. 6-13 written sample by sample from DESIGN.md."""
     with torch.no_grad():
         video, vm = batch["video"], batch["video_mask"]
@@ -99,7 +118,7 @@ def literal_losses(net, batch, margin=0.2, tau=0.05, mask_shared="both", l=(1 / 
                 w = math.exp(sc[b, s, e].item() / tau) / z
                 li += w * lin[b, s, e].item() / B
                 lo += w * lout[b, s, e].item() / B
-    total = l[0] * lt + sap_weight * (l[1] * li + l[2] * lo)
+    total = weights[0] * lt + sap_weight * (weights[1] * li + weights[2] * lo)
     return {"loss": total, "loss_triplet": lt, "loss_inner": li, "loss_outer": lo, "triplet_video": lt_video}
 
 
@@ -116,7 +135,7 @@ def assert_matches(got, expected):
         ({"mask_shared": "negative", "margin": 2.0}, {"mask_shared": "negative", "margin": 2.0}),
         ({"mask_shared": "none", "margin": 2.0}, {"mask_shared": "none", "margin": 2.0}),
         ({"outer_form": "printed", "tau": 0.3}, {"outer_form": "printed", "tau": 0.3}),
-        ({"l1": 0.5, "l2": 0.2, "l3": 0.3, "margin": 0.5}, {"l": (0.5, 0.2, 0.3), "margin": 0.5}),
+        ({"l1": 0.5, "l2": 0.2, "l3": 0.3, "margin": 0.5}, {"weights": (0.5, 0.2, 0.3), "margin": 0.5}),
         ({"negative_video": True, "margin": 1.0}, {"negative_video": True, "margin": 1.0}),
     ],
 )
@@ -140,7 +159,9 @@ def test_criterion_content_minimum_uses_the_network_choice():
 def test_shared_word_masking_drops_fully_shared_sentences():
     got = FSANCriterion()(FakeNet(), make_batch())
     assert got["usable_fraction"].item() == pytest.approx(0.75)  # sample 3 has no unshared word
-    assert FSANCriterion(mask_shared="negative")(FakeNet(), make_batch())["usable_fraction"].item() == pytest.approx(0.75)
+    assert FSANCriterion(mask_shared="negative")(FakeNet(), make_batch())[
+        "usable_fraction"
+    ].item() == pytest.approx(0.75)
     assert FSANCriterion(mask_shared="none")(FakeNet(), make_batch())["usable_fraction"].item() == 1.0
 
 
@@ -150,7 +171,9 @@ def test_decision_switches_change_the_losses():
     printed_p = FSANCriterion(match_on="P")(FakeNet(), batch)
     # Decision 1: on P the matching score is 1 for both sentences, so Lt is exactly the margin
     assert printed_p["loss_triplet"].item() == pytest.approx(0.2)
-    assert printed_p["score_pos"].item() == pytest.approx(1.0) and printed_p["score_neg"].item() == pytest.approx(1.0)
+    assert printed_p["score_pos"].item() == pytest.approx(1.0) and printed_p[
+        "score_neg"
+    ].item() == pytest.approx(1.0)
     raw_w = FSANCriterion(weight_form="raw")(FakeNet(), batch)
     assert raw_w["loss_inner"].item() != pytest.approx(base["loss_inner"].item())
     outer = FSANCriterion(outer_form="printed")(FakeNet(), batch)
@@ -181,8 +204,15 @@ def test_loss_weights_sum_into_total_and_gradients_flow():
 
 
 def test_bad_criterion_arguments_raise():
-    for kw in ({"mask_shared": "positive"}, {"match_fn": "relu"}, {"match_on": "Q"}, {"outer_form": "x"},
-               {"weight_form": "x"}, {"l2": -0.1}, {"tau": 0.0}):
+    for kw in (
+        {"mask_shared": "positive"},
+        {"match_fn": "relu"},
+        {"match_on": "Q"},
+        {"outer_form": "x"},
+        {"weight_form": "x"},
+        {"l2": -0.1},
+        {"tau": 0.0},
+    ):
         with pytest.raises(ValueError, match="FSANCriterion"):
             FSANCriterion(**kw)
     batch = make_batch()
@@ -218,14 +248,18 @@ def test_loss_building_blocks_hand_cases():
 
 def test_mlp_head_trains_with_mil_triplet():
     torch.manual_seed(0)
-    net = FSAN(VOCAB, 6, VDIM, d_model=16, icim_layers=1, num_heads=2, ffn_dim=16, grounding_head="mlp", mlp_hidden=8)
+    net = FSAN(
+        VOCAB, 6, VDIM, d_model=16, icim_layers=1, num_heads=2, ffn_dim=16, grounding_head="mlp", mlp_hidden=8
+    )
     batch = make_batch()
     batch["video"] = batch["video"].float()
     net.eval()
     both = FSANCriterion()(net, batch)
     only_head = FSANCriterion(mlp_sap_triplet=False)(net, batch)
     assert both["triplet_mlp"].item() > 0
-    assert both["loss_triplet"].item() == pytest.approx(both["triplet_mlp"].item() + both["triplet_sentence"].item(), rel=1e-5)
+    assert both["loss_triplet"].item() == pytest.approx(
+        both["triplet_mlp"].item() + both["triplet_sentence"].item(), rel=1e-5
+    )
     assert only_head["loss_triplet"].item() == pytest.approx(only_head["triplet_mlp"].item(), rel=1e-5)
     both["loss"].backward()
     assert net.head.fc3.weight.grad.abs().sum() > 0

@@ -11,7 +11,16 @@ from fsan_lightning.models import FSAN, window_softmax_pool
 torch.set_num_threads(1)
 
 VOCAB, WORD, VDIM = 40, 12, 20
-SMALL = dict(d_model=32, text_layers=1, icim_layers=2, num_heads=4, ffn_dim=48, max_tokens=16, max_clips=16, mlp_hidden=24)
+SMALL = {
+    "d_model": 32,
+    "text_layers": 1,
+    "icim_layers": 2,
+    "num_heads": 4,
+    "ffn_dim": 48,
+    "max_tokens": 16,
+    "max_clips": 16,
+    "mlp_hidden": 24,
+}
 
 
 def make_net(seed: int = 0, **kw) -> FSAN:
@@ -46,7 +55,13 @@ def padded_pair(seed: int = 0):
 
 @pytest.mark.parametrize(
     "kw",
-    [{}, {"grounding_head": "mlp"}, {"cross_attn": False}, {"inner_attn": False}, {"align_form": "dot", "text_layers": 2}],
+    [
+        {},
+        {"grounding_head": "mlp"},
+        {"cross_attn": False},
+        {"inner_attn": False},
+        {"align_form": "dot", "text_layers": 2},
+    ],
 )
 def test_padding_never_changes_valid_outputs(kw):
     net = make_net(**kw).eval()
@@ -54,7 +69,7 @@ def test_padding_never_changes_valid_outputs(kw):
     with torch.no_grad():
         o1, o2 = net(v1, vm1, t1, tm1), net(v2, vm2, t2, tm2)
         sc1, sc2 = net.segment_scores(o1, tm1, vm1), net.segment_scores(o2, tm2, vm2)
-    close = dict(rtol=0, atol=1e-5)
+    close = {"rtol": 0, "atol": 1e-5}
     torch.testing.assert_close(o1.A[0, :5, :6], o2.A[0, :5, :6], **close)
     torch.testing.assert_close(o1.P[0, :5, :6], o2.P[0, :5, :6], **close)
     torch.testing.assert_close(o1.text_features[0, :5], o2.text_features[0, :5], **close)
@@ -101,7 +116,13 @@ def test_ablation_parameter_counts():
 
 @pytest.mark.parametrize(
     "kw",
-    [{"cross_attn": False}, {"inner_attn": False}, {"text_layers": 0}, {"align_form": "dot"}, {"score_scale": 3.0}],
+    [
+        {"cross_attn": False},
+        {"inner_attn": False},
+        {"text_layers": 0},
+        {"align_form": "dot"},
+        {"score_scale": 3.0},
+    ],
 )
 def test_each_switch_changes_the_computation(kw):
     (v, vm, t, tm), _ = padded_pair()
@@ -127,7 +148,9 @@ def test_grounding_head_and_content_minimum_change_segment_scores():
         torch.testing.assert_close(sc, ops.segment_scores(out.P, tm, vm))
         # the mlp head grounds with its logits, while the SAP scores stay available
         assert torch.equal(mlp.segment_scores(out_mlp, tm, vm), out_mlp.segment_logits)
-        torch.testing.assert_close(mlp.sap_segment_scores(out_mlp, tm, vm), ops.segment_scores(out_mlp.P, tm, vm))
+        torch.testing.assert_close(
+            mlp.sap_segment_scores(out_mlp, tm, vm), ops.segment_scores(out_mlp.P, tm, vm)
+        )
         sc_content = content_net.segment_scores(out, tm, vm, content)
         torch.testing.assert_close(sc_content, ops.segment_scores(out.P, tm, vm, min_token_mask=content))
         assert not torch.allclose(sc_content[ops.segment_mask(vm)], sc[ops.segment_mask(vm)])

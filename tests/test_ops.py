@@ -15,7 +15,7 @@ from reference_ops import (
 )
 
 torch.set_num_threads(1)
-TOL = dict(rtol=0, atol=1e-9)
+TOL = {"rtol": 0, "atol": 1e-9}
 
 
 def random_case(seed: int, B: int = 5, Ns: int = 6, Nv: int = 7, nan_padding: bool = True):
@@ -56,7 +56,9 @@ def test_inner_loss_map_matches_literal_loops(seed):
     torch.testing.assert_close(out, ref_inner_loss_map(P, tm, cm), **TOL)
     # exact zeros in P hit the floor: -log(eps) for the clip every token rejects
     assert out[0, 0, 0].item() == pytest.approx(-torch.log(torch.tensor(1e-6, dtype=torch.float64)).item())
-    torch.testing.assert_close(ops.inner_loss_map(P, tm, cm, eps=1e-3), ref_inner_loss_map(P, tm, cm, eps=1e-3), **TOL)
+    torch.testing.assert_close(
+        ops.inner_loss_map(P, tm, cm, eps=1e-3), ref_inner_loss_map(P, tm, cm, eps=1e-3), **TOL
+    )
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -106,7 +108,9 @@ def test_segment_scores_hand_computed():
     # (0,0): pos 1, neg (0 + 0.5)/2 = 0.25 -> 0.75; (0,1): 0.5 - 0.5 = 0; (0,2): 0.5 - 0 = 0.5
     # (1,1): 0 - 0.75 = -0.75; (1,2): 0.25 - 1 = -0.75; (2,2): 0.5 - 0.5 = 0
     inf = float("inf")
-    expected = torch.tensor([[[0.75, 0.0, 0.5], [-inf, -0.75, -0.75], [-inf, -inf, 0.0]]], dtype=torch.float64)
+    expected = torch.tensor(
+        [[[0.75, 0.0, 0.5], [-inf, -0.75, -0.75], [-inf, -inf, 0.0]]], dtype=torch.float64
+    )
     torch.testing.assert_close(sc, expected, **TOL)
     lin = ops.inner_loss_map(P, tm, cm)
     assert lin[0, 0, 0] == 0 and lin[0, 2, 2] == pytest.approx(-torch.log(torch.tensor(0.5)).item())
@@ -129,7 +133,14 @@ def _valid_only(fn, cm):
 
 @pytest.mark.parametrize(
     "name",
-    ["segment_scores", "inner_loss_map", "outer_complement", "outer_printed", "minmax", "segment_scores_content"],
+    [
+        "segment_scores",
+        "inner_loss_map",
+        "outer_complement",
+        "outer_printed",
+        "minmax",
+        "segment_scores_content",
+    ],
 )
 def test_gradcheck(name):
     g = torch.Generator().manual_seed(7)
@@ -167,7 +178,9 @@ def test_bad_masks_raise():
     with pytest.raises(ValueError, match="segment_scores.*clip_mask.*sample.*\\[0\\].*prefix"):
         ops.segment_scores(P, tm, hole)
     with pytest.raises(ValueError, match="inner_loss_map.*no valid token"):
-        ops.inner_loss_map(P, torch.tensor([[True, False, False], [False] * 3]), torch.ones(2, 4, dtype=torch.bool))
+        ops.inner_loss_map(
+            P, torch.tensor([[True, False, False], [False] * 3]), torch.ones(2, 4, dtype=torch.bool)
+        )
     with pytest.raises(ValueError, match="must be bool"):
         ops.outer_loss_map(P, tm.long(), torch.ones(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="shape"):

@@ -17,7 +17,9 @@ def test_temporal_iou_hand_cases_and_broadcasting():
     a = torch.tensor([[0.0, 10.0], [0.0, 10.0], [0.0, 10.0], [5.0, 5.0]])
     b = torch.tensor([[5.0, 15.0], [10.0, 20.0], [2.0, 4.0], [5.0, 5.0]])
     torch.testing.assert_close(ops.temporal_iou(a, b), torch.tensor([1 / 3, 0.0, 0.2, 0.0]))
-    grid = ops.temporal_iou(torch.tensor([[[0.0, 10.0]], [[0.0, 20.0]]]), torch.tensor([[0.0, 10.0], [5.0, 15.0], [30.0, 40.0]]))
+    grid = ops.temporal_iou(
+        torch.tensor([[[0.0, 10.0]], [[0.0, 20.0]]]), torch.tensor([[0.0, 10.0], [5.0, 15.0], [30.0, 40.0]])
+    )
     assert grid.shape == (2, 3)
     torch.testing.assert_close(grid, torch.tensor([[1.0, 1 / 3, 0.0], [0.5, 0.5, 0.0]]))
 
@@ -29,7 +31,9 @@ def test_temporal_nms_hand_case():
     assert ops.temporal_nms(seg, scores, 0.5, 2).tolist() == [0, 2]
     assert ops.temporal_nms(seg, scores, 0.9, None).tolist() == [0, 1, 2, 3]
     # IoU exactly at the threshold is kept (strictly greater suppresses)
-    assert ops.temporal_nms(torch.tensor([[0.0, 10.0], [5.0, 15.0]]), torch.tensor([1.0, 0.5]), 1 / 3 + 1e-9, None).tolist() == [0, 1]
+    assert ops.temporal_nms(
+        torch.tensor([[0.0, 10.0], [5.0, 15.0]]), torch.tensor([1.0, 0.5]), 1 / 3 + 1e-9, None
+    ).tolist() == [0, 1]
     with pytest.raises(ValueError, match="temporal_nms"):
         ops.temporal_nms(seg, scores[:2], 0.5, None)
 
@@ -62,7 +66,9 @@ def test_rank_moments_nms_fills_with_suppressed_then_invalid():
     out = ops.rank_moments(sc, cm, dur, top_k=4, nms_threshold=0.4)
     # keep [0,10]; it suppresses [0,20] (IoU .5); keep [10,30]; it suppresses [10,20], [20,30], [0,30];
     # nothing left: fill with suppressed in score order
-    torch.testing.assert_close(out[0], torch.tensor([[0, 10, 0.9], [10, 30, 0.85], [0, 20, 0.8], [10, 20, 0.5]]))
+    torch.testing.assert_close(
+        out[0], torch.tensor([[0, 10, 0.9], [10, 30, 0.85], [0, 20, 0.8], [10, 20, 0.5]])
+    )
     # sample 1: keep [5,10]; [0,5] IoU 0 kept; [0,10] IoU .5 with both -> suppressed, fill; then invalid
     torch.testing.assert_close(out[1], torch.tensor([[5, 10, 0.7], [0, 5, 0.3], [0, 10, 0.3], [0, 15, -INF]]))
     full = ops.rank_moments(sc, cm, dur, top_k=None, nms_threshold=0.4)
@@ -93,9 +99,9 @@ def test_rank_moments_nms_agrees_with_single_sample_nms():
     sc = torch.where(ops.segment_mask(cm), sc, -INF)
     out = ops.rank_moments(sc, cm, dur, top_k=5, nms_threshold=0.3)
     for b in range(B):
-        l = int(L[b])
-        s, e = torch.triu_indices(l, l)
-        seg = torch.stack([s * dur[b] / l, (e + 1) * dur[b] / l], dim=1)
+        n = int(L[b])
+        s, e = torch.triu_indices(n, n)
+        seg = torch.stack([s * dur[b] / n, (e + 1) * dur[b] / n], dim=1)
         kept = ops.temporal_nms(seg, sc[b, s, e], 0.3, 5)
         k = kept.numel()
         torch.testing.assert_close(out[b, :k, :2], seg[kept])
@@ -136,8 +142,14 @@ def test_localization_stats_hand_case():
     pred = torch.tensor([[False, True, True, False]])
     st = ops.localization_stats(P, tm, cm, gt, pred)
     # clip means over the two tokens: [0.6, 0.5, 0.25]
-    expected = {"p_inside": 0.5, "p_outside": 0.425, "argmax_inside": 0.5, "gt_length": 1 / 3,
-                "pred_length": 2 / 3, "clip_iou": 0.5}
+    expected = {
+        "p_inside": 0.5,
+        "p_outside": 0.425,
+        "argmax_inside": 0.5,
+        "gt_length": 1 / 3,
+        "pred_length": 2 / 3,
+        "clip_iou": 0.5,
+    }
     assert set(st) == set(expected)
     for k, v in expected.items():
         assert st[k].shape == (1,)

@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     names = DATASET_DEFAULTS[args.dataset]
     durations = [str(d / x) for x in names["durations"]] if names["durations"] else None
     train, _ = read_annotations(args.dataset, d / names["train"], durations)
-    evals = {s: read_annotations(args.dataset, d / names[s], durations)[0] for s in ("val", "test")}
+    evals = {s: read_annotations(args.dataset, d / names[s], durations)[0] for s in ("val", "test") if names[s]}
     store = open_feature_store(args.features or d / names["features"])
     res = prototype_baseline(train, evals, store, args.num_clips, content_only=not args.all_words)
     print(json.dumps(res))

@@ -127,10 +127,14 @@ class HDF5FeatureStore(FeatureStore):
         return self._h5()[self.where(vid)][()]
 
     def vids(self):
+        import h5py
+
         f = self._h5()
         prefix = self.key_template.split("{vid}")[0].strip("/")
+        if prefix and prefix not in f:
+            return []
         group = f[prefix] if prefix else f
-        return sorted(k for k in group.keys() if self.where(k) in f)
+        return sorted(k for k in group.keys() if isinstance(f.get(self.where(k)), h5py.Dataset))
 
     def close(self):
         if self._file is not None and self._pid == os.getpid():

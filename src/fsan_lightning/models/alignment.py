@@ -50,7 +50,9 @@ class AlignmentMap(nn.Module):
         """Current scale of A (0-dim tensor)."""
         return self.log_scale.exp()
 
-    def forward(self, S: Tensor, V: Tensor, token_mask: Tensor, clip_mask: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    def forward(
+        self, S: Tensor, V: Tensor, token_mask: Tensor, clip_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         """S [B, Ns, d], V [B, Nv, d], masks bool -> (A, P, cosine), each [B, Ns, Nv] (cosine None for "dot").
 
         A, P and cosine are 0 on padded tokens and clips.

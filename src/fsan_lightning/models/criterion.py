@@ -68,8 +68,13 @@ class FSANCriterion(nn.Module):
         mlp_sap_triplet: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (("mask_shared", mask_shared), ("match_fn", match_fn), ("match_on", match_on),
-                            ("outer_form", outer_form), ("weight_form", weight_form)):
+        for name, value in (
+            ("mask_shared", mask_shared),
+            ("match_fn", match_fn),
+            ("match_on", match_on),
+            ("outer_form", outer_form),
+            ("weight_form", weight_form),
+        ):
             if value not in _CHOICES[name]:
                 raise ValueError(f"FSANCriterion: {name} must be one of {_CHOICES[name]}, got {value!r}")
         if min(l1, l2, l3) < 0:
@@ -141,7 +146,9 @@ class FSANCriterion(nn.Module):
         if self.negative_video:
             nv = out.select(slice(2 * B, 3 * B))
             s_full = self._match(pos, tm, vm)
-            lt_video = _masked_mean(ops.triplet_loss(s_full, self._match(nv, tm, vm[nv_idx]), self.margin), nv_ok)
+            lt_video = _masked_mean(
+                ops.triplet_loss(s_full, self._match(nv, tm, vm[nv_idx]), self.margin), nv_ok
+            )
         if pos.segment_logits is not None:
             every = torch.ones_like(usable)
             lt_mlp = _masked_mean(ops.triplet_loss(_mil(pos), _mil(neg), self.margin), every)

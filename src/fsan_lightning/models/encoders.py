@@ -44,7 +44,10 @@ class TextEncoder(nn.Module):
         """Copy a [V, E] word-vector matrix into the embedding (keeps its frozen/trainable state)."""
         expected = tuple(self.embedding.weight.shape)
         if tuple(matrix.shape) != expected:
-            raise ValueError(f"load_word_vectors: matrix must be [vocab_size, word_dim] = {list(expected)}, got {list(matrix.shape)}")
+            raise ValueError(
+                f"load_word_vectors: matrix must be [vocab_size, word_dim] = {list(expected)}, "
+                f"got {list(matrix.shape)}"
+            )
         if not torch.isfinite(matrix).all():
             raise ValueError("load_word_vectors: matrix holds NaN or inf values")
         self.embedding.weight.copy_(matrix.to(self.embedding.weight))

@@ -106,7 +106,9 @@ class FSAN(nn.Module):
         self.icim = ICIM(
             d_model, icim_layers, num_heads, ffn_dim, dropout, max_tokens, max_clips, cross_attn, inner_attn
         )
-        self.alignment = AlignmentMap(d_model, align_dim or d_model, align_form, score_scale, learn_score_scale)
+        self.alignment = AlignmentMap(
+            d_model, align_dim or d_model, align_form, score_scale, learn_score_scale
+        )
         self.head = MLPGroundingHead(d_model, mlp_hidden, dropout) if grounding_head == "mlp" else None
 
     def load_word_vectors(self, matrix: Tensor) -> None:
@@ -124,6 +126,7 @@ class FSAN(nn.Module):
             :class:`FSANOutput`.
         """
         self._check_inputs(video, video_mask, tokens, token_mask)
+        tokens = torch.where(token_mask, tokens, torch.zeros_like(tokens))  # padding ids may be anything
         S = self.text_encoder(tokens, token_mask)
         V = self.video_encoder(video)
         S, V = self.icim(S, V, token_mask, video_mask)
@@ -176,12 +179,18 @@ class FSAN(nn.Module):
 
     def _check_inputs(self, video: Tensor, video_mask: Tensor, tokens: Tensor, token_mask: Tensor) -> None:
         if video.dim() != 3 or tokens.dim() != 2:
-            raise ValueError(f"FSAN: need video [B, Nv, Dv] and tokens [B, Ns], got {tuple(video.shape)}, {tuple(tokens.shape)}")
+            shapes = f"{tuple(video.shape)}, {tuple(tokens.shape)}"
+            raise ValueError(f"FSAN: need video [B, Nv, Dv] and tokens [B, Ns], got {shapes}")
         B, Nv, _ = video.shape
-        if tuple(video_mask.shape) != (B, Nv) or tuple(token_mask.shape) != tuple(tokens.shape) or tokens.shape[0] != B:
+        if (
+            tuple(video_mask.shape) != (B, Nv)
+            or tuple(token_mask.shape) != tuple(tokens.shape)
+            or tokens.shape[0] != B
+        ):
             raise ValueError(
-                f"FSAN: mask shapes do not match: video {tuple(video.shape)}, video_mask {tuple(video_mask.shape)}, "
-                f"tokens {tuple(tokens.shape)}, token_mask {tuple(token_mask.shape)}"
+                f"FSAN: mask shapes do not match: video {tuple(video.shape)}, "
+                f"video_mask {tuple(video_mask.shape)}, tokens {tuple(tokens.shape)}, "
+                f"token_mask {tuple(token_mask.shape)}"
             )
         if video_mask.dtype != torch.bool or token_mask.dtype != torch.bool:
             raise ValueError("FSAN: video_mask and token_mask must be bool (True = valid)")
@@ -192,8 +201,16 @@ class FSAN(nn.Module):
         bad_ids = ((tokens < 0) | (tokens >= self.vocab_size)) & token_mask
         problems = torch.stack([no_token.any(), no_clip.any(), bad_ids.any()]).tolist()
         if problems[0]:
-            raise ValueError(f"FSAN: sample(s) {no_token.nonzero().flatten().tolist()} have no valid token")
+            raise ValueError(f"FSAN: sample(s) {_indices(no_token)} have no valid token")
         if problems[1]:
-            raise ValueError(f"FSAN: sample(s) {no_clip.nonzero().flatten().tolist()} have no valid clip or a video_mask that is not a prefix")
+            raise ValueError(
+                f"FSAN: sample(s) {_indices(no_clip)} have no valid clip or a video_mask that is not a prefix"
+            )
         if problems[2]:
-            raise ValueError(f"FSAN: token ids outside [0, {self.vocab_size}) in sample(s) {bad_ids.any(dim=1).nonzero().flatten().tolist()}")
+            raise ValueError(
+                f"FSAN: token ids outside [0, {self.vocab_size}) in sample(s) {_indices(bad_ids.any(dim=1))}"
+            )
+
+
+def _indices(flags: Tensor) -> list[int]:
+    return flags.nonzero().flatten().tolist()

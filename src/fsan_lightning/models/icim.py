@@ -39,7 +39,13 @@ class ICIMLayer(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, num_heads: int, ffn_dim: int, dropout: float, cross_attn: bool = True, inner_attn: bool = True
+        self,
+        d_model: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float,
+        cross_attn: bool = True,
+        inner_attn: bool = True,
     ) -> None:
         super().__init__()
         args = (d_model, num_heads, ffn_dim, dropout)

@@ -124,7 +124,9 @@ def _sanitize(P: Tensor, token_mask: Tensor, clip_mask: Tensor, fill: float) -> 
     return torch.where(valid, P, torch.full_like(P, fill))
 
 
-def segment_scores(P: Tensor, token_mask: Tensor, clip_mask: Tensor, *, min_token_mask: Tensor | None = None) -> Tensor:
+def segment_scores(
+    P: Tensor, token_mask: Tensor, clip_mask: Tensor, *, min_token_mask: Tensor | None = None
+) -> Tensor:
     """Eq. 8: ``SC(s, e) = pos(s, e) - neg(s, e)``.
 
     ``pos = sum_{valid i} sum_{j in [s,e]} P[i,j] / (n * len)``; ``m_j = min_i P[i, j]``;

@@ -22,7 +22,9 @@ def temporal_iou(a: Tensor, b: Tensor) -> Tensor:
     """
     inter = (torch.minimum(a[..., 1], b[..., 1]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
     union = (a[..., 1] - a[..., 0]) + (b[..., 1] - b[..., 0]) - inter
-    return torch.where(union > 0, inter / torch.where(union > 0, union, torch.ones_like(union)), torch.zeros_like(union))
+    return torch.where(
+        union > 0, inter / torch.where(union > 0, union, torch.ones_like(union)), torch.zeros_like(union)
+    )
 
 
 def temporal_nms(segments: Tensor, scores: Tensor, iou_threshold: float, top_k: int | None = None) -> Tensor:
@@ -39,9 +41,8 @@ def temporal_nms(segments: Tensor, scores: Tensor, iou_threshold: float, top_k: 
         int64 [K] indices into ``segments`` of the kept ones, best first (``K <= top_k``).
     """
     if segments.dim() != 2 or segments.shape[1] != 2 or scores.shape != segments.shape[:1]:
-        raise ValueError(
-            f"temporal_nms: need segments [N, 2] and scores [N], got {tuple(segments.shape)} and {tuple(scores.shape)}"
-        )
+        shapes = f"{tuple(segments.shape)} and {tuple(scores.shape)}"
+        raise ValueError(f"temporal_nms: need segments [N, 2] and scores [N], got {shapes}")
     order = torch.sort(scores, descending=True, stable=True).indices
     kept: list[int] = []
     for i in order.tolist():

@@ -1,0 +1,297 @@
+"""`GroundingDataModule`: reads, validates and serves one grounding data set (Lightning side).
+
+Constructor arguments are the Hydra keys ``data.<name>``. ``prepare_data`` generates the synthetic
+world (rank 0); ``setup`` reads every split, checks the features of every video (shapes, cheap), builds
+the vocabulary from the training split and the GloVe matrix, and counts every repaired/dropped record
+(``report``, ``write_report``), all before any training step.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from fsan_lightning.data.dataset import EpochSampler, GroundingDataset, collate
+from fsan_lightning.data.features import (DEFAULT_KEY_TEMPLATE, MissingFeaturesError, check_features,
+                                          missing_features_message, open_feature_store)
+from fsan_lightning.data.readers import DATASET_DEFAULTS, DATASETS, DIDEMO_CHUNK_S, read_annotations
+from fsan_lightning.data.records import DataReport, Query
+from fsan_lightning.data.synthetic import PARAMS_FILE, ensure_world
+from fsan_lightning.data.text import Vocab, build_embeddings
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+DEFAULT_SYNTHETIC_DIR = ".data_cache/synthetic"
+
+
+class GroundingDataModule(pl.LightningDataModule):
+    """One data set's splits, features and text, as DataLoaders of the batch of docs/architecture.md.
+
+    dataset: "activitynet" | "didemo" | "charades" | "synthetic".
+    data_dir: folder of the files (synthetic: where the world is generated; default .data_cache/synthetic).
+    train_file, val_file, test_file, features: relative to data_dir unless absolute; None = the
+        dataset's default (ActivityNet: train.json / val_1.json / val_2.json /
+        sub_activitynet_v1-3.c3d.hdf5). Charades has no validation file: val None holds out
+        ``val_fraction`` of the training videos (chosen by a hash of the video id, seed-independent).
+    feature_key: HDF5 key template; durations: Charades csv files (default Charades_v1_{train,test}.csv).
+    num_clips: Nv (DiDeMo: the chunk rows are the clips, Nv must be >= num_segments, e.g. 6).
+    max_tokens: tokens kept per sentence. glove: None = kumo GloVe 6B 50-d, else a GloVe text file.
+    min_word_count: training-split count for a word to enter the vocabulary.
+    missing_features: "error" (default) or "skip" (drop their queries, counted in the report).
+    seed: seed of the shuffling and of the negative sentences.
+    synthetic: generator parameters (`fsan_lightning.data.synthetic.SyntheticConfig` fields).
+    limit_queries: keep only the first N queries of each split (tests, smoke runs).
+    """
+
+    def __init__(self, dataset: str = "synthetic", data_dir: str | None = None, train_file: str | None = None,
+                 val_file: str | None = None, test_file: str | None = None, features: str | None = None,
+                 feature_key: str = DEFAULT_KEY_TEMPLATE, durations: list[str] | None = None,
+                 num_clips: int = 64, max_tokens: int = 20, batch_size: int = 128,
+                 eval_batch_size: int | None = None, num_workers: int = 0, pin_memory: bool = False,
+                 persistent_workers: bool = False, glove: str | None = None, min_word_count: int = 1,
+                 missing_features: str = "error", seed: int = 0, synthetic: dict | None = None,
+                 limit_queries: int | None = None, val_fraction: float = 0.1):
+        super().__init__()
+        if dataset not in DATASETS:
+            raise ValueError(f"data.dataset={dataset!r}; expected one of {DATASETS}")
+        if missing_features not in ("error", "skip"):
+            raise ValueError(f"data.missing_features={missing_features!r}; expected 'error' or 'skip'")
+        if num_clips < 1 or max_tokens < 1 or batch_size < 1:
+            raise ValueError("num_clips, max_tokens and batch_size must be positive")
+        if not 0 < val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        if data_dir is None:
+            if dataset != "synthetic":
+                raise ValueError(f"data.data_dir is required for dataset {dataset!r}")
+            data_dir = DEFAULT_SYNTHETIC_DIR
+        self.save_hyperparameters(logger=False)
+        self.dataset = dataset
+        self.data_dir = Path(data_dir)
+        defaults = DATASET_DEFAULTS[dataset]
+        self.files = {"train": self._path(train_file or defaults["train"]),
+                      "val": self._path(val_file or defaults["val"]),
+                      "test": self._path(test_file or defaults["test"])}
+        self.features_path = self._path(features or defaults["features"])
+        self.feature_key = feature_key
+        durations = durations if durations is not None else defaults["durations"]
+        self.durations = [str(self._path(p)) for p in durations] if durations else None
+        self.num_clips, self.max_tokens = int(num_clips), int(max_tokens)
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
+        self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        self.glove, self.min_word_count = glove, int(min_word_count)
+        self.missing_features, self.seed = missing_features, int(seed)
+        self.synthetic = dict(synthetic or {})
+        self.limit_queries, self.val_fraction = limit_queries, float(val_fraction)
+        self.vocab: Vocab | None = None
+        self.embeddings: np.ndarray | None = None
+        self.video_dim: int | None = None
+        self.report: dict[str, DataReport] = {}
+        self.embedding_info = None
+        self._fixed_vocab: list[str] | None = None
+        self._queries: dict[str, list[Query]] = {}
+        self._datasets: dict[str, GroundingDataset] = {}
+        self._train_sampler: EpochSampler | None = None
+        self._ready = False
+
+    def _path(self, name) -> Path | None:
+        if name is None:
+            return None
+        p = Path(name)
+        return p if p.is_absolute() else self.data_dir / p
+
+    # ------------------------------------------------------------------ setup
+    def use_vocabulary(self, words: list[str]) -> None:
+        """Use this vocabulary (e.g. a checkpoint's) instead of building one from the training split."""
+        if self._ready:
+            raise RuntimeError("use_vocabulary must be called before setup()")
+        self._fixed_vocab = list(words)
+
+    def prepare_data(self) -> None:
+        """Generate the synthetic world into data_dir unless the cached one has the same parameters."""
+        if self.dataset == "synthetic":
+            if ensure_world(self.data_dir, self.synthetic):
+                log.info("generated the synthetic world in %s", self.data_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read and validate everything (all splits, features, text) once, before any training."""
+        if self._ready:
+            return
+        if self.dataset == "synthetic" and not (self.data_dir / PARAMS_FILE).is_file():
+            self.prepare_data()  # setup() called without prepare_data() (plain use, no Trainer)
+        self._read_splits()
+        self._check_features()
+        self._build_text()
+        chunked = self.dataset == "didemo"
+        for split in SPLITS:
+            self._datasets[split] = GroundingDataset(
+                self._queries[split], self._store, self.vocab, num_clips=self.num_clips,
+                max_tokens=self.max_tokens, train=split == "train", seed=self.seed, dim=self.video_dim,
+                chunked=chunked)
+        for split in SPLITS:
+            log.info("data %s: %s", split, self.report[split].summary())
+        log.info("data: %d words (%d in GloVe), embeddings %s, video features %d-d, %d clips",
+                 len(self.vocab), self.embedding_info.in_glove, self.embeddings.shape, self.video_dim,
+                 self.num_clips)
+        self._ready = True
+
+    def _read_splits(self) -> None:
+        for split in SPLITS:
+            path = self.files[split]
+            if path is None:
+                continue
+            if not path.is_file():
+                raise FileNotFoundError(f"{split} annotation file not found: {path} (data.{split}_file, "
+                                        f"data.data_dir={self.data_dir})")
+            queries, report = read_annotations(self.dataset, path, self.durations)
+            self._queries[split], self.report[split] = queries, report
+        if self.files["val"] is None:
+            self._hold_out_val()
+        if self.limit_queries is not None:
+            for split in SPLITS:
+                kept = self._queries[split][: int(self.limit_queries)]
+                report = self.report[split]
+                report.notes.append(f"limit_queries={self.limit_queries}: {len(kept)} of "
+                                    f"{len(self._queries[split])} queries used")
+                self._queries[split] = kept
+        for split in SPLITS:
+            if not self._queries[split]:
+                raise ValueError(f"the {split} split has no usable query ({self.report[split].summary()})")
+
+    def _hold_out_val(self) -> None:
+        """Move ``val_fraction`` of the training videos (by a hash of the id) to a validation split."""
+        def held_out(vid):
+            h = int.from_bytes(hashlib.sha1(vid.encode()).digest()[:4], "little")
+            return h % 10_000 < self.val_fraction * 10_000
+
+        train, report = self._queries["train"], self.report["train"]
+        val = [q for q in train if held_out(q.vid)]
+        rest = [q for q in train if not held_out(q.vid)]
+        report.pairs -= len(val)
+        report.queries, report.videos = len(rest), len({q.vid for q in rest})
+        report.notes.append(f"{len(val)} queries of {len({q.vid for q in val})} videos held out for validation")
+        vrep = DataReport(dataset=self.dataset, file=f"{self.files['train']} [held-out "
+                                                     f"{self.val_fraction:.0%} of the videos]",
+                          pairs=len(val), queries=len(val), videos=len({q.vid for q in val}))
+        self._queries["train"], self._queries["val"], self.report["val"] = rest, val, vrep
+
+    def _check_features(self) -> None:
+        if not self.features_path.exists():
+            raise FileNotFoundError(f"feature file not found: {self.features_path} (data.features, "
+                                    f"data.data_dir={self.data_dir})")
+        store = open_feature_store(self.features_path, self.feature_key)
+        need: dict[str, int] = {}
+        for split in SPLITS:
+            for q in self._queries[split]:
+                rows = int(round(q.duration / DIDEMO_CHUNK_S)) if self.dataset == "didemo" else 1
+                need[q.vid] = max(need.get(q.vid, 0), rows)
+        if self.dataset == "didemo" and max(need.values()) > self.num_clips:
+            raise ValueError(f"DiDeMo videos have up to {max(need.values())} chunks but num_clips="
+                             f"{self.num_clips}; set data.num_clips=6")
+        missing, dim = check_features(store, need)
+        store.close()  # nothing stays open before the DataLoader workers fork
+        if missing:
+            if self.missing_features == "error" or len(missing) == len(need):
+                raise MissingFeaturesError(store.path, missing_features_message(store, missing, len(need)))
+            gone = set(missing)
+            for split in SPLITS:
+                report = self.report[split]
+                kept = []
+                for q in self._queries[split]:
+                    if q.vid in gone:
+                        report.drop("missing_features", q.qid)
+                    else:
+                        kept.append(q)
+                report.missing_features = len({q.vid for q in self._queries[split]} & gone)
+                report.queries, report.videos = len(kept), len({q.vid for q in kept})
+                if not kept:
+                    raise MissingFeaturesError(store.path, f"no {split} video has features")
+                self._queries[split] = kept
+            log.warning(missing_features_message(store, missing, len(need)).split(";")[0] + ": skipped")
+        self._store, self.video_dim = store, int(dim)
+
+    def _build_text(self) -> None:
+        if self._fixed_vocab is not None:
+            self.vocab = Vocab(self._fixed_vocab)
+        else:
+            self.vocab = Vocab.build((q.sentence for q in self._queries["train"]), self.min_word_count,
+                                     self.max_tokens)
+        self.embeddings, self.embedding_info = build_embeddings(self.vocab, self.glove, cache_dir=self.data_dir)
+
+    # ------------------------------------------------------------------ access
+    def queries(self, split: str) -> list[Query]:
+        """The Query records of a split ("train", "val", "test") after setup."""
+        self._require_ready()
+        return self._queries[split]
+
+    def dataset_of(self, split: str) -> GroundingDataset:
+        self._require_ready()
+        return self._datasets[split]
+
+    def _require_ready(self):
+        if not self._ready:
+            raise RuntimeError("call setup() first")
+
+    def report_dict(self) -> dict:
+        self._require_ready()
+        return {
+            "dataset": self.dataset,
+            "data_dir": str(self.data_dir),
+            "files": {k: (str(v) if v else None) for k, v in self.files.items()},
+            "features": {"path": str(self.features_path), "key": self.feature_key, "dim": self.video_dim},
+            "num_clips": self.num_clips,
+            "max_tokens": self.max_tokens,
+            "splits": {s: self.report[s].to_dict() for s in SPLITS},
+            "text": self.embedding_info.to_dict(),
+        }
+
+    def write_report(self, path) -> None:
+        """Write data_report.json: per split the pairs read, queries kept, repairs, drops, missing features."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.report_dict(), indent=1))
+        tmp.replace(path)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch of the negatives by hand (Lightning already does it through the sampler)."""
+        self._require_ready()
+        self._datasets["train"].set_epoch(epoch)
+        if self._train_sampler is not None:
+            self._train_sampler.set_epoch(epoch)
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, ds, batch_size, sampler=None) -> DataLoader:
+        # worker_init_fn stays None so that seed_everything(workers=True) installs Lightning's; items
+        # are deterministic functions of (seed, epoch, index) anyway
+        return DataLoader(ds, batch_size=batch_size, sampler=sampler, shuffle=False, collate_fn=collate,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          persistent_workers=self.persistent_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        self._require_ready()
+        world, rank = 1, 0
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:
+            world, rank = trainer.world_size, trainer.global_rank
+        self._train_sampler = EpochSampler(self._datasets["train"], shuffle=True, seed=self.seed,
+                                           num_replicas=world, rank=rank)
+        return self._loader(self._datasets["train"], self.batch_size, self._train_sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        self._require_ready()
+        return self._loader(self._datasets["val"], self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        self._require_ready()
+        return self._loader(self._datasets["test"], self.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
