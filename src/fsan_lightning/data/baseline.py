@@ -57,11 +57,15 @@ def random_recall(num_valid: int, duration: float, gt: tuple[float, float], thr:
 
 def prototype_baseline(train: list[Query], evals: dict[str, list[Query]], store: FeatureStore,
                        num_clips: int = 64, content_only: bool = True,
-                       thresholds=(0.3, 0.5)) -> dict:
-    """R@1 of the word-prototype grounding and of random segments per eval split (in percent)."""
+                       thresholds=(0.3, 0.5), keep_words: set[str] | None = None) -> dict:
+    """R@1 of the word-prototype grounding and of random segments per eval split (in percent).
+
+    keep_words: ground with these words only (e.g. only the nouns: does a single word suffice?).
+    """
     def words(q):
         toks = tokenize(q.sentence)
-        return {w for w in toks if is_content(w)} if content_only else set(toks)
+        out = {w for w in toks if is_content(w)} if content_only else set(toks)
+        return out & keep_words if keep_words is not None else out
 
     train_vids = sorted({q.vid for q in train})
     clips: dict[str, np.ndarray] = {}

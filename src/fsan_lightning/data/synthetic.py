@@ -99,7 +99,8 @@ class SyntheticConfig:
     n_verbs: int = 12
     n_objects: int = 12
     n_attributes: int = 10
-    p_share: float = 0.85            # an extra event shares 1-2 factors with the video's first event
+    p_share: float = 0.85            # an extra event shares factors with the video's first event...
+    p_one_change: float = 0.7        # ...differing in exactly one factor (else in two)
     p_omit_attribute: float = 0.15   # drop the adjective when the event stays unique without it
     factor_scale: float = 1.0        # norm scale of the verb and object latent vectors
     attribute_scale: float = 0.6     # attributes (colour, size) are visually subtler
@@ -272,7 +273,8 @@ class World:
         while len(out) < n:
             if rng.random() < cfg.p_share:
                 new = list(base)
-                for f in rng.choice(3, size=int(rng.integers(1, 3)), replace=False):
+                changes = 1 if rng.random() < cfg.p_one_change else 2
+                for f in rng.choice(3, size=changes, replace=False):
                     new[f] = int((new[f] + rng.integers(1, sizes[f])) % sizes[f])
                 cand = tuple(new)
             else:
