@@ -13,8 +13,15 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader, Dataset
 
 from fsan_lightning.data.errors import DataFormatError
-from fsan_lightning.data.features import (HDF5FeatureStore, MissingFeaturesError, NpyFolderFeatureStore,
-                                          check_features, chunk_clips, open_feature_store, pool_clips)
+from fsan_lightning.data.features import (
+    HDF5FeatureStore,
+    MissingFeaturesError,
+    NpyFolderFeatureStore,
+    check_features,
+    chunk_clips,
+    open_feature_store,
+    pool_clips,
+)
 
 
 def rows(t, d=2):

@@ -12,8 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fsan_lightning.data.errors import DataFormatError
-from fsan_lightning.data.readers import (didemo_vid, read_activitynet, read_annotations, read_charades,
-                                         read_didemo, read_durations_csv)
+from fsan_lightning.data.readers import (
+    didemo_vid,
+    read_activitynet,
+    read_annotations,
+    read_charades,
+    read_didemo,
+    read_durations_csv,
+)
 
 HERE = Path(__file__).parent / "data"
 GOOD, BAD = HERE / "good", HERE / "malformed"

@@ -1,6 +1,7 @@
 """The synthetic world: real formats, determinism, caching by parameter hash, structure, learnability."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import h5py
@@ -12,8 +13,8 @@ from fsan_lightning.data.baseline import max_sum_run, prototype_baseline, random
 from fsan_lightning.data.features import open_feature_store
 from fsan_lightning.data.readers import didemo_vid, read_annotations
 
-SMALL = dict(train_videos=12, val_videos=4, test_videos=4, feature_dim=24, hidden_dim=16, min_rows=20,
-             max_rows=50)
+SMALL = {"train_videos": 12, "val_videos": 4, "test_videos": 4, "feature_dim": 24, "hidden_dim": 16, "min_rows": 20,
+             "max_rows": 50}
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +68,12 @@ def test_charades_format(worlds):
 
 
 def test_generation_is_deterministic_and_seeded(tmp_path, worlds):
-    d, meta = worlds["activitynet"]
+    d, _meta = worlds["activitynet"]
     S.generate(tmp_path / "again", "activitynet", SMALL)
     assert (tmp_path / "again" / "train.json").read_text() == (d / "train.json").read_text()
     with h5py.File(d / "sub_activitynet_v1-3.c3d.hdf5") as a, \
             h5py.File(tmp_path / "again" / "sub_activitynet_v1-3.c3d.hdf5") as b:
-        vid = sorted(a)[0]
+        vid = min(a)
         np.testing.assert_array_equal(a[vid]["c3d_features"][()], b[vid]["c3d_features"][()])
     S.generate(tmp_path / "other", "activitynet", {**SMALL, "seed": 1})
     assert (tmp_path / "other" / "train.json").read_text() != (d / "train.json").read_text()
@@ -112,7 +113,7 @@ def test_world_structure():
         assert cfg.min_events <= len(evs) <= cfg.max_events
         triples = [(e.verb, e.obj, e.attr) for e in evs]
         assert len(set(triples)) == len(triples)
-        for a, b in zip(evs, evs[1:]):
+        for a, b in itertools.pairwise(evs):
             assert a.end <= b.start
         assert evs[0].start >= 0 and evs[-1].end <= rows
         shared += any(sum(x == y for x, y in zip(triples[0], t)) in (1, 2) for t in triples[1:])
@@ -144,8 +145,8 @@ def test_baseline_helpers():
 
 def test_world_is_learnable_by_a_weak_baseline(tmp_path):
     """Word prototypes from video-level means ground clearly better than random (reduced world)."""
-    S.generate(tmp_path, "activitynet", dict(train_videos=250, val_videos=60, test_videos=1, feature_dim=128,
-                                             max_rows=120))
+    S.generate(tmp_path, "activitynet", {"train_videos": 250, "val_videos": 60, "test_videos": 1, "feature_dim": 128,
+                                             "max_rows": 120})
     train, _ = read_annotations("synthetic", tmp_path / "train.json")
     val, _ = read_annotations("synthetic", tmp_path / "val_1.json")
     res = prototype_baseline(train, {"val": val}, open_feature_store(tmp_path / "sub_activitynet_v1-3.c3d.hdf5"), 32)

