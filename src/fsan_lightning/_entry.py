@@ -29,9 +29,9 @@ def configure_environment(cfg: DictConfig) -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
 
 
-def guard_ddp_under_multirun(cfg: DictConfig) -> None:
+def guard_ddp_under_multirun(cfg: DictConfig, hydra_cfg: DictConfig | None = None) -> None:
     """Refuse DDP inside a basic-launcher multirun (Lightning would relaunch the whole sweep per rank)."""
-    hc = _hydra_cfg()
+    hc = hydra_cfg if hydra_cfg is not None else _hydra_cfg()
     if hc is None:
         return
     mode = str(OmegaConf.select(hc, "mode", default=""))

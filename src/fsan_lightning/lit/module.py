@@ -87,7 +87,8 @@ class FSANModule(pl.LightningModule):
             raise ValueError(f"eval_protocol must be 'recall' or 'didemo', got {eval_protocol!r}")
         if scheduler not in (None, "none", "cosine"):
             raise ValueError(f"scheduler must be null or 'cosine', got {scheduler!r}")
-        self.save_hyperparameters()
+        # the composed config is logged by the entry point; keep the vocabulary out of the loggers
+        self.save_hyperparameters(logger=False)
         net_kwargs, crit_kwargs = split_model_kwargs(model_kwargs)
         self.net = FSAN(vocab_size=len(vocab), word_dim=word_dim, video_dim=video_dim, **net_kwargs)
         self.criterion = FSANCriterion(**crit_kwargs)
