@@ -142,6 +142,16 @@ def resolve_resume(cfg: DictConfig, out_dir: Path) -> str | None:
     return str(ckpt)
 
 
+def fit_without_gradients(trainer, module, datamodule, out_dir: Path) -> tuple[str, dict[str, float]]:
+    """Fit a training-free module on the training split, validate it, save its checkpoint."""
+    module.fit_from_datamodule(datamodule)
+    metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    ckpt = out_dir / "checkpoints" / "model.ckpt"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(str(ckpt))
+    return str(ckpt), {k.split("/", 1)[1]: round(float(v), 6) for k, v in metrics.items() if k.startswith("val/")}
+
+
 def best_validation(trainer, ckpt_cb) -> dict[str, float]:
     """The validation metrics of the selected checkpoint's epoch (from the checkpoint callback's score)."""
     out: dict[str, float] = {}

@@ -41,12 +41,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     runtime.log_config(trainer, cfg)
 
     try:
-        ckpt_path = runtime.resolve_resume(cfg, out_dir)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         results: dict[str, Any] = {"seed": int(cfg.seed), "commit": git_commit()}
-        ckpt_cb = runtime.checkpoint_callback(trainer)
-        best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
-        results["val_best"] = runtime.best_validation(trainer, ckpt_cb)
+        if getattr(module, "trains_with_gradients", True):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=runtime.resolve_resume(cfg, out_dir))
+            ckpt_cb = runtime.checkpoint_callback(trainer)
+            best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
+            results["val_best"] = runtime.best_validation(trainer, ckpt_cb)
+        else:
+            # training-free baselines (model=prototype, model=random): one pass over the training split
+            best, results["val_best"] = runtime.fit_without_gradients(trainer, module, datamodule, out_dir)
         results["checkpoint"] = best or None
         if cfg.get("test", True):
             if not best:

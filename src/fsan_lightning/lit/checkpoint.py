@@ -9,6 +9,16 @@ import torch
 
 from fsan_lightning.lit.module import FSANModule
 
+# LightningModules a checkpoint may hold, by the name each writes under MODULE_KEY.
+MODULE_KEY = "fsan_lightning_module"
+MODULE_CLASSES: dict[str, type] = {"FSANModule": FSANModule}
+
+
+def register_module_class(cls: type) -> type:
+    """Make ``load_module`` able to rebuild checkpoints of ``cls`` (a class decorator)."""
+    MODULE_CLASSES[cls.__name__] = cls
+    return cls
+
 
 class CheckpointError(ValueError):
     """A file that is not a loadable FSAN checkpoint."""
@@ -40,12 +50,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_module(path: str | Path, map_location: str | torch.device = "cpu") -> FSANModule:
-    """Rebuild an ``FSANModule`` (network, vocabulary, settings) from a checkpoint file alone."""
+def load_module(path: str | Path, map_location: str | torch.device = "cpu"):
+    """Rebuild the module (FSAN or a baseline: network, vocabulary, settings) from a checkpoint alone."""
     ckpt = read_checkpoint(path)
     hp = dict(ckpt["hyper_parameters"])
+    name = ckpt.get(MODULE_KEY, "FSANModule")
+    if name not in MODULE_CLASSES:
+        import fsan_lightning.lit.baselines  # noqa: F401  (registers the baseline modules)
+    if name not in MODULE_CLASSES:
+        raise CheckpointError(f"{path}: unknown module class {name!r}; known: {sorted(MODULE_CLASSES)}")
     try:
-        module = FSANModule(**hp)
+        module = MODULE_CLASSES[name](**hp)
         module.load_state_dict(ckpt["state_dict"])
     except (TypeError, RuntimeError) as err:
         raise CheckpointError(f"{path}: checkpoint does not match this version of FSANModule: {err}") from None

@@ -255,6 +255,9 @@ class FSANModule(pl.LightningModule):
                 images = [alignment_figure_array(**m) for m in self._logged_maps]
                 logger.log_image(key="val/alignment_maps", images=images, step=self.global_step)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["fsan_lightning_module"] = type(self).__name__
+
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
