@@ -5,6 +5,7 @@ writes test results and predictions. Library code (ops, models, data, metrics, l
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -70,8 +71,13 @@ def build_module(cfg: DictConfig, datamodule):
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     if model_cfg.get("eval_protocol", "auto") == "auto":
         model_cfg["eval_protocol"] = "didemo" if datamodule.dataset == "didemo" else "recall"
+    # the data side's pooling and tokenisation, for the predictor (modules that accept them)
+    accepted = inspect.signature(hydra.utils.get_class(model_cfg["_target_"]).__init__).parameters
+    data_side = {k: int(v) for k, v in (("data_num_clips", datamodule.num_clips),
+                                         ("data_max_tokens", datamodule.max_tokens)) if k in accepted}
     module = hydra.utils.instantiate(
         model_cfg,
+        **data_side,
         vocab=list(datamodule.vocab.words),
         video_dim=int(datamodule.video_dim),
         word_dim=int(datamodule.embeddings.shape[1]),
@@ -108,7 +114,11 @@ def build_loggers(cfg: DictConfig) -> list:
 
 
 def build_callbacks(cfg: DictConfig) -> list:
-    return [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+    """The callbacks group, plus the RNG-state callback that makes ``ckpt_path=last`` resume exactly."""
+    from fsan_lightning.lit.callbacks import ResumableRNG
+
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+    return callbacks + [ResumableRNG()]
 
 
 def log_config(trainer, cfg: DictConfig) -> None:
@@ -167,10 +177,22 @@ def test_checkpoint(trainer, datamodule, ckpt_path: str, out_dir: Path) -> dict[
     module = load_module(ckpt_path)
     metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     test = {k.split("/", 1)[1]: round(float(v), 6) for k, v in metrics.items() if k.startswith("test/")}
+    rows = gather_predictions(module.test_predictions)
     if trainer.is_global_zero:
-        rows = sorted(module.test_predictions, key=lambda r: r["qidx"])
         atomic_write_jsonl(out_dir / "predictions_test.jsonl", [{k: v for k, v in r.items() if k != "qidx"} for r in rows])
     return test
+
+
+def gather_predictions(rows: list[dict]) -> list[dict]:
+    """All ranks' prediction rows, one per query (the distributed sampler pads with duplicates), by qidx."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        parts: list = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(parts, rows)
+        rows = [r for part in parts for r in part]
+    unique = {}
+    for r in rows:
+        unique.setdefault(r["qidx"], r)
+    return [unique[q] for q in sorted(unique)]
 
 
 def finish_loggers(loggers: list) -> None:

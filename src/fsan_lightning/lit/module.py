@@ -62,6 +62,10 @@ class FSANModule(pl.LightningModule):
         top_k, nms_threshold: how many moments are ranked per query and the NMS IoU threshold.
         eval_protocol: "recall" (R@k, IoU) or "didemo" (Rank@k over the 21 moments, no NMS).
         num_logged_maps: alignment maps logged as images each validation epoch (W&B only).
+        data_num_clips, data_max_tokens: the data side's ``num_clips`` (Nv) and ``max_tokens`` (tokens
+            kept per sentence), unused by training: stored so that a predictor can pool features and
+            tokenise queries exactly as training did (``model.max_tokens`` is the network's positional
+            table size, another setting, hence the prefix).
         **model_kwargs: every FSAN and FSANCriterion constructor argument, flat (``model.<name>``).
     """
 
@@ -80,6 +84,8 @@ class FSANModule(pl.LightningModule):
         nms_threshold: float = 0.5,
         eval_protocol: str = "recall",
         num_logged_maps: int = 4,
+        data_num_clips: int | None = None,
+        data_max_tokens: int | None = None,
         **model_kwargs: Any,
     ) -> None:
         super().__init__()

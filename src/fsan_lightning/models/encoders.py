@@ -61,13 +61,28 @@ class TextEncoder(nn.Module):
 
 
 class VideoEncoder(nn.Module):
-    """Pooled clip features [B, Nv, Dv] -> [B, Nv, d_model] by one linear layer (+ dropout)."""
+    """Pooled clip features [B, Nv, Dv] -> [B, Nv, d_model] by one linear layer (+ dropout).
 
-    def __init__(self, video_dim: int, d_model: int, dropout: float = 0.1) -> None:
+    Args:
+        video_dim, d_model, dropout: as usual.
+        center: subtract each video's mean feature over its valid clips before the projection.
+            A feature shared by all clips of a video (camera, lighting, scene) then cannot be
+            broadcast to every clip by attention, and each clip is described by how it differs
+            from the rest of its video, which is what grounding needs.
+    """
+
+    def __init__(self, video_dim: int, d_model: int, dropout: float = 0.1, center: bool = False) -> None:
         super().__init__()
         self.proj = nn.Linear(video_dim, d_model)
         self.dropout = nn.Dropout(dropout)
+        self.center = center
 
-    def forward(self, video: Tensor) -> Tensor:
-        """video float [B, Nv, Dv] -> float [B, Nv, d_model]."""
+    def forward(self, video: Tensor, video_mask: Tensor | None = None) -> Tensor:
+        """video float [B, Nv, Dv], video_mask bool [B, Nv] (needed when ``center``) -> [B, Nv, d_model]."""
+        if self.center:
+            if video_mask is None:
+                raise ValueError("VideoEncoder: center=True needs video_mask")
+            m = video_mask[..., None].to(video.dtype)
+            mean = (video * m).sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True).clamp(min=1)
+            video = (video - mean) * m
         return self.dropout(self.proj(video))

@@ -95,6 +95,7 @@ class FSAN(nn.Module):
         mlp_hidden: int = 256,
         grounding_rule: str = "sc",
         grounding_tokens: str = "all",
+        video_center: bool = False,
     ) -> None:
         super().__init__()
         if grounding_head not in ("sap", "mlp"):
@@ -115,7 +116,7 @@ class FSAN(nn.Module):
         self.text_encoder = TextEncoder(
             vocab_size, word_dim, d_model, text_layers, num_heads, ffn_dim, dropout, freeze_embeddings
         )
-        self.video_encoder = VideoEncoder(video_dim, d_model, dropout)
+        self.video_encoder = VideoEncoder(video_dim, d_model, dropout, center=video_center)
         self.icim = ICIM(
             d_model, icim_layers, num_heads, ffn_dim, dropout, max_tokens, max_clips, cross_attn, inner_attn
         )
@@ -141,7 +142,7 @@ class FSAN(nn.Module):
         self._check_inputs(video, video_mask, tokens, token_mask)
         tokens = torch.where(token_mask, tokens, torch.zeros_like(tokens))  # padding ids may be anything
         S = self.text_encoder(tokens, token_mask)
-        V = self.video_encoder(video)
+        V = self.video_encoder(video, video_mask)
         S, V = self.icim(S, V, token_mask, video_mask)
         A, P, cosine = self.alignment(S, V, token_mask, video_mask)
         logits = self.head(V, video_mask) if self.head is not None else None
