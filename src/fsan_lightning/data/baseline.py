@@ -1,28 +1,150 @@
-"""A training-free, weakly supervised sanity check of a data set (is the world learnable?).
+"""The word-prototype baseline on batches, and a training-free check that a data set is learnable.
 
     python -m fsan_lightning.data.baseline DATA_DIR [--dataset synthetic] [--num-clips 64] [--all-words]
 
-For each training word: prototype = mean standardized feature of the training videos whose sentences
-contain it, minus the mean over all training videos (only video-level information: weak supervision).
-A query is grounded by the maximum-sum contiguous run of (mean cosine of each clip to the prototypes
-of the query's words, centred on the video's mean). Reported: R@1 at IoU 0.3/0.5 on val and test,
-against uniformly random segments on the same clip grid (exact expectation). Not the project's
-baseline model (that is another issue): only a check that the signal is there.
+Weakly supervised, no gradient training. From the training split only (clip features and sentences,
+never timestamps): clip features are standardised per dimension; for each word seen in at least
+``min_videos`` training videos, prototype = mean standardised feature of the videos whose sentences
+contain it, minus the mean over all training videos. A query is grounded by the maximum-sum contiguous
+run of (per clip, the mean cosine to the prototypes of the query's known words, centred on the video's
+mean). The mathematics is `fsan_lightning.ops.prototype`; `fit_prototypes` / `prototype_scores` work
+on the batches of `collate`, so the Lightning baseline (`model=prototype`,
+`fsan_lightning.lit.baselines.PrototypeModule`) and this command compute the same thing.
+
+The command reports R@1 at IoU 0.3/0.5 on val and test, against uniformly random segments on the same
+clip grid (exact expectation): a check that the signal is there.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
-from .features import FeatureStore, open_feature_store, pool_clips
+from fsan_lightning.ops.max_sum import max_sum_run as _batched_max_sum_run
+from fsan_lightning.ops.prototype import (
+    centred_clip_scores,
+    prototype_alignment,
+    prototype_segment_scores,
+    word_prototypes,
+)
+from fsan_lightning.ops.temporal import rank_moments
+
+from .dataset import GroundingDataset, collate
+from .features import FeatureStore, open_feature_store
 from .readers import DATASET_DEFAULTS, read_annotations
 from .records import Query
-from .text import is_content, tokenize
+from .text import UNK, Vocab
+
+#: keys a training batch must not carry: the fit sees no timestamps (weak supervision)
+TIMESTAMP_KEYS = ("gt", "gt_all")
+
+
+@dataclass
+class PrototypeFit:
+    """A fitted prototype model (float32 tensors).
+
+    mean, std: [D] per-dimension statistics of the training clips (valid clips of distinct videos).
+    prototypes: [V, D] unit rows (0 = no prototype). num_videos: int64 [V] training videos per word.
+    num_train_videos: distinct training videos seen.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    prototypes: torch.Tensor
+    num_videos: torch.Tensor
+    num_train_videos: int
+
+    @property
+    def has_prototype(self) -> torch.Tensor:
+        """bool [V]."""
+        return self.prototypes.abs().sum(dim=1) > 0
+
+
+def query_word_mask(batch: dict, content_only: bool = True, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """Tokens that count as words: content words (or all valid tokens), never ``<pad>``/``<unk>``.
+
+    allowed: optional bool [V], a further filter on word ids (e.g. only the nouns). Returns bool [B, Ns].
+    """
+    tokens = batch["tokens"]
+    mask = (batch["content_mask"] if content_only else batch["token_mask"]) & (tokens > UNK)
+    if allowed is not None:
+        mask = mask & allowed.to(tokens.device)[tokens]
+    return mask
+
+
+def fit_prototypes(batches: Iterable[dict], vocab_size: int, *, min_videos: int = 1, content_only: bool = True,
+                   allowed: torch.Tensor | None = None) -> PrototypeFit:
+    """Fit the prototypes in one pass over training batches (``video``, ``video_mask``, ``tokens``,
+    ``token_mask``, ``content_mask``, ``vid``); a video seen in several batches counts once.
+
+    Raises ValueError on a batch that carries timestamps (``gt``/``gt_all``): fitting is weakly
+    supervised and must never see them.
+    """
+    index: dict[str, int] = {}
+    video_means: list[torch.Tensor] = []
+    pair_word: list[torch.Tensor] = []
+    pair_video: list[torch.Tensor] = []
+    clip_sum = clip_sq = None
+    num_clips = 0
+    for b, batch in enumerate(batches):
+        leaked = [k for k in TIMESTAMP_KEYS if k in batch]
+        if leaked:
+            raise ValueError(f"fit_prototypes: batch {b} carries timestamps {leaked}; the prototype baseline is "
+                             "weakly supervised and is fitted from training batches (features and sentences) only")
+        video = batch["video"].detach().to("cpu", torch.float64)
+        clip_mask = batch["video_mask"].cpu()
+        words = query_word_mask(batch, content_only, allowed).cpu()
+        tokens = batch["tokens"].cpu()
+        for i, vid in enumerate(batch["vid"]):
+            if vid not in index:
+                index[vid] = len(index)
+                x = video[i][clip_mask[i]]
+                if x.shape[0] == 0:
+                    raise ValueError(f"fit_prototypes: video {vid!r} (batch {b}) has no valid clip")
+                clip_sum = x.sum(0) if clip_sum is None else clip_sum + x.sum(0)
+                clip_sq = (x * x).sum(0) if clip_sq is None else clip_sq + (x * x).sum(0)
+                num_clips += x.shape[0]
+                video_means.append(x.mean(0))
+            ids = tokens[i][words[i]]
+            pair_word.append(ids)
+            pair_video.append(torch.full_like(ids, index[vid]))
+    if not index:
+        raise ValueError("fit_prototypes: the training batches are empty")
+    mean = clip_sum / num_clips
+    var = clip_sq / num_clips - mean * mean
+    # a dimension constant over the training clips carries nothing: leave it unscaled
+    std = torch.where(var > 1e-12, var.clamp(min=1e-12).sqrt(), torch.ones_like(var))
+    standardised = (torch.stack(video_means) - mean) / std
+    protos, num_videos = word_prototypes(standardised, torch.cat(pair_word), torch.cat(pair_video), vocab_size,
+                                         min_videos)
+    return PrototypeFit(mean.float(), std.float(), protos.float(), num_videos, len(index))
+
+
+def prototype_scores(batch: dict, mean: torch.Tensor, std: torch.Tensor, prototypes: torch.Tensor,
+                     content_only: bool = True, allowed: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Ground a batch with fitted prototypes.
+
+    Returns a dict: ``segment_scores`` [B, Nv, Nv] (-inf invalid; its arg-max is the maximum-sum run,
+    the whole video for a query without a known word), ``P`` [B, Ns, Nv] word-clip cosines, ``known``
+    bool [B, Ns] the words used, ``has_word`` bool [B], ``clip_scores`` [B, Nv] (centred).
+    """
+    has_prototype = prototypes.abs().sum(dim=1) > 0
+    P, known = prototype_alignment(batch["video"], batch["video_mask"], batch["tokens"],
+                                   query_word_mask(batch, content_only, allowed), mean, std, prototypes,
+                                   has_prototype)
+    c, has_word = centred_clip_scores(P, known, batch["video_mask"])
+    return {"segment_scores": prototype_segment_scores(c, has_word, batch["video_mask"]), "P": P, "known": known,
+            "has_word": has_word, "clip_scores": c}
+
+
+# ---------------------------------------------------------------------- the learnability check
 
 
 def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -32,17 +154,11 @@ def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 
 def max_sum_run(x: np.ndarray) -> tuple[int, int]:
-    """(s, e) inclusive of the contiguous run with the largest sum (Kadane); ties: the first."""
-    best, best_se = -np.inf, (0, 0)
-    cur, start = 0.0, 0
-    for j, v in enumerate(x):
-        if cur <= 0:
-            cur, start = float(v), j
-        else:
-            cur += float(v)
-        if cur > best:
-            best, best_se = cur, (start, j)
-    return best_se
+    """(s, e) inclusive of the contiguous run of a 1-d array with the largest sum; ties: the earliest
+    start, then the shortest (`fsan_lightning.ops.max_sum.max_sum_run` on one sample)."""
+    c = torch.as_tensor(np.asarray(x, dtype=np.float64))[None]
+    runs, _ = _batched_max_sum_run(c, torch.ones_like(c, dtype=torch.bool))
+    return int(runs[0, 0]), int(runs[0, 1])
 
 
 def random_recall(num_valid: int, duration: float, gt: tuple[float, float], thr: float) -> float:
@@ -57,61 +173,39 @@ def random_recall(num_valid: int, duration: float, gt: tuple[float, float], thr:
 
 def prototype_baseline(train: list[Query], evals: dict[str, list[Query]], store: FeatureStore,
                        num_clips: int = 64, content_only: bool = True,
-                       thresholds=(0.3, 0.5), keep_words: set[str] | None = None) -> dict:
+                       thresholds=(0.3, 0.5), keep_words: set[str] | None = None, min_videos: int = 1,
+                       batch_size: int = 64) -> dict:
     """R@1 of the word-prototype grounding and of random segments per eval split (in percent).
 
-    keep_words: ground with these words only (e.g. only the nouns: does a single word suffice?).
+    The batches are the data pipeline's (`GroundingDataset` + `collate`, vocabulary from the training
+    sentences); training items carry no timestamps. keep_words: ground with these words only (e.g.
+    only the nouns: does a single word class suffice?).
     """
-    def words(q):
-        toks = tokenize(q.sentence)
-        out = {w for w in toks if is_content(w)} if content_only else set(toks)
-        return out & keep_words if keep_words is not None else out
+    vocab = Vocab.build(q.sentence for q in train)
+    allowed = None
+    if keep_words is not None:
+        allowed = torch.tensor([w in keep_words for w in vocab.words], dtype=torch.bool)
 
-    train_vids = sorted({q.vid for q in train})
-    clips: dict[str, np.ndarray] = {}
-    rows_sum = rows_sq = 0.0
-    n_rows = 0
-    for vid in train_vids:
-        x = store.read(vid).astype(np.float64)
-        rows_sum = rows_sum + x.sum(0)
-        rows_sq = rows_sq + (x * x).sum(0)
-        n_rows += len(x)
-    mu = rows_sum / n_rows
-    sd = np.sqrt(np.maximum(rows_sq / n_rows - mu * mu, 1e-12))
+    def loader(queries, is_train):
+        ds = GroundingDataset(queries, store, vocab, num_clips=num_clips, max_tokens=None, train=is_train)
+        return DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate)
 
-    def pooled(vid):
-        if vid not in clips:
-            c, m = pool_clips(((store.read(vid) - mu) / sd).astype(np.float32), num_clips)
-            clips[vid] = c[m]
-        return clips[vid]
-
-    vid_mean = {vid: pooled(vid).mean(0) for vid in train_vids}
-    global_mean = np.mean(list(vid_mean.values()), axis=0)
-    word_vids = defaultdict(set)
-    for q in train:
-        for w in words(q):
-            word_vids[w].add(q.vid)
-    protos = {w: np.mean([vid_mean[v] for v in vs], axis=0) - global_mean for w, vs in word_vids.items()}
-    protos = {w: p / (np.linalg.norm(p) + 1e-12) for w, p in protos.items()}
-
+    fit = fit_prototypes(loader(train, True), len(vocab), min_videos=min_videos, content_only=content_only,
+                         allowed=allowed)
     results = {}
     for split, queries in evals.items():
         hits = {t: 0.0 for t in thresholds}
         rand = {t: 0.0 for t in thresholds}
-        for q in queries:
-            x = pooled(q.vid)
-            xn = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
-            ws = [protos[w] for w in words(q) if w in protos]
-            n = len(x)
-            if ws:
-                score = (xn @ np.stack(ws).T).mean(1)
-                s, e = max_sum_run(score - score.mean())
-            else:
-                s, e = 0, n - 1
-            pred = (s * q.duration / n, (e + 1) * q.duration / n)
-            for t in thresholds:
-                hits[t] += _iou(pred, q.moments[0]) >= t
-                rand[t] += random_recall(n, q.duration, q.moments[0], t)
+        for batch in loader(queries, False):
+            scores = prototype_scores(batch, fit.mean, fit.std, fit.prototypes, content_only, allowed)
+            top1 = rank_moments(scores["segment_scores"], batch["video_mask"], batch["duration"].double(), 1, None)
+            lengths = batch["video_mask"].sum(1).tolist()
+            for i, qidx in enumerate(batch["qidx"].tolist()):
+                q = queries[qidx]
+                pred = (float(top1[i, 0, 0]), float(top1[i, 0, 1]))
+                for t in thresholds:
+                    hits[t] += _iou(pred, q.moments[0]) >= t
+                    rand[t] += random_recall(lengths[i], q.duration, q.moments[0], t)
         results[split] = {"queries": len(queries)}
         for t in thresholds:
             results[split][f"R1@{t}"] = round(100 * hits[t] / len(queries), 2)
@@ -120,11 +214,13 @@ def prototype_baseline(train: list[Query], evals: dict[str, list[Query]], store:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fsan_lightning.data.baseline", description=__doc__.split("\n\n")[1])
+    p = argparse.ArgumentParser(prog="python -m fsan_lightning.data.baseline",
+                                description="Training-free weakly supervised check that a data set is learnable.")
     p.add_argument("data_dir")
     p.add_argument("--dataset", default="synthetic", choices=["synthetic", "activitynet", "charades"])
     p.add_argument("--features", default=None)
     p.add_argument("--num-clips", type=int, default=64)
+    p.add_argument("--min-videos", type=int, default=1, help="fewest training videos a word needs for a prototype")
     p.add_argument("--all-words", action="store_true", help="use function words too")
     args = p.parse_args(argv)
     d = Path(args.data_dir)
@@ -133,7 +229,8 @@ def main(argv=None) -> int:
     train, _ = read_annotations(args.dataset, d / names["train"], durations)
     evals = {s: read_annotations(args.dataset, d / names[s], durations)[0] for s in ("val", "test") if names[s]}
     store = open_feature_store(args.features or d / names["features"])
-    res = prototype_baseline(train, evals, store, args.num_clips, content_only=not args.all_words)
+    res = prototype_baseline(train, evals, store, args.num_clips, content_only=not args.all_words,
+                             min_videos=args.min_videos)
     print(json.dumps(res))
     return 0
 

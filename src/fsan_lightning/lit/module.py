@@ -7,14 +7,12 @@ diagnostics (mean of P inside vs outside the ground truth, predicted vs ground-t
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
-from fsan_lightning import ops
-from fsan_lightning.metrics import DiDeMoRank, GroundingRecall
+from fsan_lightning.lit.evaluation import EvalRanking, GroundingEvaluation, check_eval_protocol
 from fsan_lightning.models import FSAN, FSANCriterion
 
 _NET_ARGS = set(inspect.signature(FSAN.__init__).parameters) - {"self", "vocab_size", "word_dim", "video_dim"}
@@ -47,8 +45,8 @@ def sap_weight_at(epoch_progress: float, warmup_epochs: float, ramp_epochs: floa
     return min(1.0, (epoch_progress - warmup_epochs) / ramp_epochs)
 
 
-class FSANModule(pl.LightningModule):
-    """FSAN network + criterion + optimiser + grounding evaluation.
+class FSANModule(GroundingEvaluation, pl.LightningModule):
+    """FSAN network + criterion + optimiser + grounding evaluation (`GroundingEvaluation`).
 
     Args:
         vocab: the vocabulary's words (index = token id); stored in the checkpoint so that a
@@ -89,8 +87,7 @@ class FSANModule(pl.LightningModule):
         **model_kwargs: Any,
     ) -> None:
         super().__init__()
-        if eval_protocol not in ("recall", "didemo"):
-            raise ValueError(f"eval_protocol must be 'recall' or 'didemo', got {eval_protocol!r}")
+        check_eval_protocol(eval_protocol)
         if scheduler not in (None, "none", "cosine"):
             raise ValueError(f"scheduler must be null or 'cosine', got {scheduler!r}")
         # the composed config is logged by the entry point; keep the vocabulary out of the loggers
@@ -98,18 +95,9 @@ class FSANModule(pl.LightningModule):
         net_kwargs, crit_kwargs = split_model_kwargs(model_kwargs)
         self.net = FSAN(vocab_size=len(vocab), word_dim=word_dim, video_dim=video_dim, **net_kwargs)
         self.criterion = FSANCriterion(**crit_kwargs)
-        self.val_metric = self._make_metric()
-        self.test_metric = self._make_metric()
-        self.test_predictions: list[dict[str, Any]] = []
-        self._diag: dict[str, list[torch.Tensor]] = {}
-        self._logged_maps: list[dict[str, Any]] = []
+        self._init_evaluation()
 
     # ------------------------------------------------------------------ helpers
-    def _make_metric(self):
-        if self.hparams.eval_protocol == "didemo":
-            return DiDeMoRank()
-        return GroundingRecall()
-
     def load_word_vectors(self, matrix: torch.Tensor) -> None:
         """Copy the data side's embedding matrix [V, E] into the network."""
         self.net.load_word_vectors(torch.as_tensor(matrix, dtype=torch.float32))
@@ -135,12 +123,7 @@ class FSANModule(pl.LightningModule):
         scores = self.net.segment_scores(
             out, batch["token_mask"], batch["video_mask"], content_mask=batch.get("content_mask")
         )
-        if self.hparams.eval_protocol == "didemo":
-            windows = ops.rank_moments(scores, batch["video_mask"], batch["duration"], None, None)
-        else:
-            windows = ops.rank_moments(
-                scores, batch["video_mask"], batch["duration"], self.hparams.top_k, self.hparams.nms_threshold
-            )
+        windows = self.rank_segments(scores, batch)
         return out, scores, windows
 
     # ------------------------------------------------------------------ training
@@ -159,110 +142,9 @@ class FSANModule(pl.LightningModule):
         return losses["loss"]
 
     # ------------------------------------------------------------------ evaluation
-    def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
-        out, scores, windows = self.rank(batch)
-        metric = self.val_metric if stage == "val" else self.test_metric
-        if self.hparams.eval_protocol == "didemo":
-            from fsan_lightning.metrics import seconds_to_chunks
-
-            metric.update(batch["qidx"], seconds_to_chunks(windows[..., :2]), seconds_to_chunks(batch["gt_all"]))
-        else:
-            metric.update(batch["qidx"], windows[..., :2], batch["gt"])
-        self._update_diagnostics(out, batch, windows)
-        if stage == "test":
-            self._collect_predictions(batch, windows)
-        elif len(self._logged_maps) < self.hparams.num_logged_maps:
-            self._keep_maps(out, batch, windows)
-
-    def _update_diagnostics(self, out: Any, batch: dict[str, Any], windows: torch.Tensor) -> None:
-        nv = batch["video_mask"].shape[1]
-        valid = batch["video_mask"].sum(1)
-        gt_mask = ops.seconds_to_clip_mask(batch["gt"], batch["duration"], valid, nv)
-        pred_mask = ops.seconds_to_clip_mask(windows[:, 0, :2], batch["duration"], valid, nv)
-        stats = ops.localization_stats(out.P, batch["token_mask"], batch["video_mask"], gt_mask, pred_mask)
-        for name, value in stats.items():
-            self._diag.setdefault(name, []).append(value.detach().float().cpu())
-
-    def _log_diagnostics(self, stage: str) -> None:
-        for name, values in self._diag.items():
-            v = torch.cat(values)
-            v = v[torch.isfinite(v)]
-            if v.numel():
-                self.log(f"{stage}/{name}", v.mean().item(), sync_dist=True)
-        self._diag = {}
-
-    def _keep_maps(self, out: Any, batch: dict[str, Any], windows: torch.Tensor) -> None:
-        for i in range(batch["tokens"].shape[0]):
-            if len(self._logged_maps) >= self.hparams.num_logged_maps:
-                return
-            n = int(batch["token_mask"][i].sum())
-            length = int(batch["video_mask"][i].sum())
-            self._logged_maps.append(
-                {
-                    "P": out.P[i, :n, :length].detach().float().cpu().numpy(),
-                    "tokens": [self.hparams.vocab[t] for t in batch["tokens"][i, :n].tolist()],
-                    "duration": float(batch["duration"][i]),
-                    "gt": batch["gt"][i].tolist(),
-                    "pred": windows[i, 0, :2].tolist(),
-                    "query": batch["query"][i],
-                }
-            )
-
-    def _collect_predictions(self, batch: dict[str, Any], windows: torch.Tensor) -> None:
-        rows = windows.detach().float().cpu().tolist()
-        for i, qid in enumerate(batch["qid"]):
-            self.test_predictions.append(
-                {
-                    "qidx": int(batch["qidx"][i]),
-                    "qid": qid,
-                    "vid": batch["vid"][i],
-                    "query": batch["query"][i],
-                    "duration": float(batch["duration"][i]),
-                    "pred_relevant_windows": [
-                        [round(s, 4), round(e, 4), (round(sc, 6) if math.isfinite(sc) else None)] for s, e, sc in rows[i]
-                    ],
-                }
-            )
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_validation_epoch_start(self) -> None:
-        self._logged_maps = []
-
-    def on_test_epoch_start(self) -> None:
-        self.test_predictions = []
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_metric_dict(self.val_metric, "val")
-        self._log_diagnostics("val")
-        self._log_alignment_maps()
-
-    def on_test_epoch_end(self) -> None:
-        self._log_metric_dict(self.test_metric, "test")
-        self._log_diagnostics("test")
-
-    def _log_metric_dict(self, metric, stage: str) -> None:
-        values = metric.compute()
-        for name, value in values.items():
-            self.log(f"{stage}/{name}", float(value), prog_bar=name in ("R1@0.5", "mIoU", "Rank@1"))
-        metric.reset()
-
-    def _log_alignment_maps(self) -> None:
-        if not self._logged_maps or self.trainer is None or self.trainer.sanity_checking:
-            return
-        for logger in self.loggers:
-            if type(logger).__name__ == "WandbLogger":
-                from fsan_lightning.viz.alignment import alignment_figure_array
-
-                images = [alignment_figure_array(**m) for m in self._logged_maps]
-                logger.log_image(key="val/alignment_maps", images=images, step=self.global_step)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["fsan_lightning_module"] = type(self).__name__
+    def eval_rank(self, batch: dict[str, Any]) -> EvalRanking:
+        out, _, windows = self.rank(batch)
+        return EvalRanking(windows, out.P)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
