@@ -4,6 +4,13 @@ PIP ?= .venv/bin/pip
 DATA ?= synthetic
 SEEDS ?= 0
 ARGS ?=
+# reproduction targets (experiments/README.md): real features, run folders, table folder, run of `figures`
+DATA_DIR ?=
+SWEEP_DIR ?=
+OUT ?=
+RUN ?=
+QUERIES ?= 4
+SWEEP_OPTS = --seeds $(SEEDS) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SWEEP_DIR),--sweep-dir $(SWEEP_DIR)) $(if $(OUT),--out $(OUT))
 
 .PHONY: help install test test-slow train eval ablations table2 table3 figures bench bench-gpu lint clean
 
@@ -24,6 +31,19 @@ test-slow:  ## only the slow end-to-end tests (exit 5 = none collected is not a 
 
 train:  ## train FSAN (small CPU model) on the embedded synthetic world, then test the selected checkpoint
 	$(PY) -m fsan_lightning.train experiment=synthetic_cpu $(ARGS)
+
+ablations:  ## Table 4: five ablation rows x SEEDS on DATA (synthetic; activitynet with DATA_DIR), ARGS=overrides
+	$(PY) -m fsan_lightning.reproduce.sweep --table table4 --data $(DATA) $(SWEEP_OPTS) -- $(ARGS)
+
+table2:  ## Table 2 (DiDeMo with DATA_DIR=features dir; without: synthetic DiDeMo-format world, CPU)
+	$(PY) -m fsan_lightning.reproduce.sweep --table table2 $(SWEEP_OPTS) -- $(ARGS)
+
+table3:  ## Table 3 (ActivityNet with DATA_DIR=features dir; without: the synthetic world, CPU)
+	$(PY) -m fsan_lightning.reproduce.sweep --table table3 $(SWEEP_OPTS) -- $(ARGS)
+
+figures:  ## Figures 3 and 4 of a run: make figures RUN=outputs/train/<date> [QUERIES=4] [OUT=dir]
+	@test -n "$(RUN)" || { echo "usage: make figures RUN=<run dir> [QUERIES=4] [OUT=dir]" >&2; exit 2; }
+	$(PY) -m fsan_lightning.reproduce.figures $(RUN) --queries $(QUERIES) $(if $(OUT),--out $(OUT))
 
 lint:  ## ruff
 	$(PY) -m ruff check src tests benchmarks

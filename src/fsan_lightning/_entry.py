@@ -72,7 +72,7 @@ def build_module(cfg: DictConfig, datamodule):
     if model_cfg.get("eval_protocol", "auto") == "auto":
         model_cfg["eval_protocol"] = "didemo" if datamodule.dataset == "didemo" else "recall"
     # the data side's pooling and tokenisation, for the predictor (modules that accept them)
-    accepted = inspect.signature(hydra.utils.get_class(model_cfg["_target_"]).__init__).parameters
+    accepted = inspect.signature(hydra.utils.get_object(model_cfg["_target_"])).parameters
     data_side = {k: int(v) for k, v in (("data_num_clips", datamodule.num_clips),
                                          ("data_max_tokens", datamodule.max_tokens)) if k in accepted}
     module = hydra.utils.instantiate(

@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         from fsan_lightning.lit.predictor import UnknownWordsWarning
 
         warnings.simplefilter("always", UnknownWordsWarning)
+        # torch's advice on a refused pickle is to load it unsafely; our error message says why not
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
         warnings.showwarning = _show_warning
         try:
             _run(args)

@@ -40,8 +40,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"refusing to load {path}: it is not a weights-only checkpoint (loading it would unpickle "
             f"arbitrary objects, which can run code). Details: {str(err).splitlines()[0]}"
         ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+    except Exception as err:  # torch raises many kinds (KeyError, RuntimeError, EOFError...) on junk files
+        raise CheckpointError(f"cannot read checkpoint {path}: not a torch checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise CheckpointError(f"{path} is not an FSAN checkpoint (no state_dict / hyper_parameters)")
     hp = ckpt["hyper_parameters"]

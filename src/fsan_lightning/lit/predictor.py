@@ -13,6 +13,7 @@ Importing this module does not import Lightning; `FSANPredictor.from_checkpoint`
 from __future__ import annotations
 
 import math
+import struct
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -128,7 +129,12 @@ class FSANPredictor:
         """
         from fsan_lightning.lit.checkpoint import CheckpointError, load_module
 
-        module = load_module(path, map_location=device)
+        try:
+            module = load_module(path, map_location=device)
+        except (KeyError, IndexError, struct.error, UnicodeDecodeError) as err:
+            # torch's weights-only unpickler on some non-checkpoint bytes (e.g. a text file)
+            raise CheckpointError(f"cannot read checkpoint {path}: not a torch checkpoint "
+                                  f"({type(err).__name__}: {err})") from None
         if not callable(getattr(module, "rank", None)):
             raise CheckpointError(f"{path}: {type(module).__name__} cannot rank moments (no rank method); "
                                   "not an FSAN grounding checkpoint")

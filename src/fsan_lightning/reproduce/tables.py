@@ -54,7 +54,7 @@ class Row:
     @property
     def status(self) -> str:
         if not self.failed:
-            return "ok"
+            return "ok" if self.seeds or self.kind == "baseline" else "not run"
         return "failed" if not self.seeds else "partial"
 
 
@@ -101,21 +101,20 @@ def choose_columns(spec: TableSpec, jobs: Sequence[JobRecord]) -> tuple[str, ...
 
 def build_rows(spec: TableSpec, jobs: Sequence[JobRecord], columns: Sequence[str],
                baselines: Sequence[Row] = ()) -> list[Row]:
-    """Baselines first (as in the paper's tables), then the spec's settings in the paper's order, then
-    any other setting found among the jobs (in order of appearance). Every spec setting gets a row;
-    one with no job at all is reported as failed ("no run")."""
+    """Baselines first (as in the paper's tables: the given ones, then baseline runs found among the
+    jobs), then the spec's settings in the paper's order, then any other setting found among the jobs
+    (in order of appearance). Every spec setting gets a row; one without any job is "not run"."""
     by_setting: dict[str, list[JobRecord]] = {}
     for j in jobs:
         by_setting.setdefault(j.setting, []).append(j)
     rows = list(baselines)
+    for key in [k for k in by_setting if k in EXTRA_LABELS]:  # e.g. a model=prototype run of the sweep
+        rows.append(setting_row(key, spec.label(key), by_setting.pop(key), columns, spec.paper.get(key),
+                                kind="baseline"))
     for key, label in spec.settings:
-        group = by_setting.pop(key, [])
-        if not group:
-            group = [JobRecord(setting=key, seed=None, metrics=None, error="no run found for this setting")]
-        rows.append(setting_row(key, label, group, columns, spec.paper.get(key)))
+        rows.append(setting_row(key, label, by_setting.pop(key, []), columns, spec.paper.get(key)))
     for key, group in by_setting.items():
-        kind = "baseline" if key in EXTRA_LABELS else "setting"
-        rows.append(setting_row(key, spec.label(key), group, columns, spec.paper.get(key), kind=kind))
+        rows.append(setting_row(key, spec.label(key), group, columns, spec.paper.get(key)))
     return rows
 
 
@@ -147,6 +146,8 @@ def runs_cell(row: Row) -> str:
         parts.append(row.note)
     if row.failed:
         parts.append("failed: " + ",".join(_seed_text(j.seed) for j in row.failed))
+    if row.status == "not run":
+        parts.append("not run")
     return "; ".join(parts) or "–"
 
 
