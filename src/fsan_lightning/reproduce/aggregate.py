@@ -35,7 +35,6 @@ from fsan_lightning.reproduce.tables import (
     choose_columns,
     render_csv,
     render_markdown,
-    setting_row,
     wandb_table_data,
 )
 from fsan_lightning.runio import atomic_write_text, git_commit
@@ -178,6 +177,12 @@ def aggregate(sweep_dirs: Sequence[str | Path], table: str, data: str, out: str 
     spec = table_spec(table)
     out = Path(out) if out is not None else Path("experiments") / spec.name / data
     jobs = runs.read_jobs(sweep_dirs)
+    seen = {str(Path(j.run_dir).resolve()) for j in jobs}
+    for name, path in extras:  # an --extra run that the sweep already holds is not counted twice
+        job = runs.read_extra(name, path)
+        if str(Path(job.run_dir).resolve()) not in seen:
+            seen.add(str(Path(job.run_dir).resolve()))
+            jobs.append(job)
     columns = choose_columns(spec, jobs)
     notes: list[str] = []
     baselines: list[Row] = []
@@ -188,11 +193,7 @@ def aggregate(sweep_dirs: Sequence[str | Path], table: str, data: str, out: str 
             metrics, how = random_metrics(split, draws=draws)
             baselines.append(baseline_row(RANDOM, spec.label(RANDOM), metrics, columns, spec.paper.get(RANDOM),
                                           note=how))
-    for name, path in extras:
-        job = runs.read_extra(name, path)
-        baselines.append(setting_row(name, spec.label(name), [job], columns, spec.paper.get(name),
-                                     kind="baseline"))
-    rows = build_rows(spec, jobs, columns, baselines)
+    rows = build_rows(spec, jobs, columns, baselines, baseline_keys=[name for name, _ in extras])
     title = f"{spec.title}: ours on {data}" + (f" ({note})" if note else "") + f"; paper: {spec.paper_data}"
     commits = sorted({j.commit for j in jobs if j.commit})
     provenance = {

@@ -100,15 +100,16 @@ def choose_columns(spec: TableSpec, jobs: Sequence[JobRecord]) -> tuple[str, ...
 
 
 def build_rows(spec: TableSpec, jobs: Sequence[JobRecord], columns: Sequence[str],
-               baselines: Sequence[Row] = ()) -> list[Row]:
-    """Baselines first (as in the paper's tables: the given ones, then baseline runs found among the
-    jobs), then the spec's settings in the paper's order, then any other setting found among the jobs
+               baselines: Sequence[Row] = (), baseline_keys: Sequence[str] = ()) -> list[Row]:
+    """Baselines first (as in the paper's tables: the given rows, then the jobs whose setting is a
+    baseline: "prototype" or one of ``baseline_keys``), then the spec's settings in the paper's order, then any other setting found among the jobs
     (in order of appearance). Every spec setting gets a row; one without any job is "not run"."""
     by_setting: dict[str, list[JobRecord]] = {}
     for j in jobs:
         by_setting.setdefault(j.setting, []).append(j)
     rows = list(baselines)
-    for key in [k for k in by_setting if k in EXTRA_LABELS]:  # e.g. a model=prototype run of the sweep
+    extra_keys = set(EXTRA_LABELS) | set(baseline_keys)
+    for key in [k for k in by_setting if k in extra_keys]:  # e.g. model=prototype runs, --extra rows
         rows.append(setting_row(key, spec.label(key), by_setting.pop(key), columns, spec.paper.get(key),
                                 kind="baseline"))
     for key, label in spec.settings:
