@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import warnings
@@ -224,7 +225,7 @@ def test_didemo_checkpoint_ranks_chunk_moments(ckpt, tmp_path):
 
 # ---------------------------------------------------------------------------------------- errors
 def test_api_errors(predictor, tiny_world_dir, busiest_video):
-    vid, refs = busiest_video
+    vid, _ = busiest_video
     feats = read_features(tiny_world_dir, vid)
     for query in ("", "   ", "?!, ..."):
         with pytest.raises(PredictError, match="empty query"):
@@ -284,7 +285,7 @@ def _evil_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
                                   "negative_duration", "nan_features", "not_fsan", "not_a_checkpoint",
                                   "crafted_pickle", "unknown_video_in_file", "bad_queries_line"])
 def test_cli_errors_exit_1_without_traceback(case, ckpt, tiny_world_dir, busiest_video, tmp_path, capsys):
-    vid, refs = busiest_video
+    vid, _ = busiest_video
     h5 = tiny_world_dir / FEATURES
     args = {"--ckpt": ckpt, "--features": h5, "--video-id": vid, "--duration": 30.0, "--query": "a man washes a ball"}
     expect = {
@@ -332,7 +333,7 @@ def test_cli_errors_exit_1_without_traceback(case, ckpt, tiny_world_dir, busiest
     rc, out, err = run_cli(capsys, *argv)
     assert rc == 1 and out == ""
     assert err.startswith("error: ") and "Traceback" not in err
-    assert __import__("re").search(expect, err), err
+    assert re.search(expect, err), err
     if marker is not None:
         assert not marker.exists()
 
@@ -359,7 +360,14 @@ def test_cli_as_a_module_refuses_a_crafted_pickle(tmp_path):
     npy = tmp_path / "v.npy"
     np.save(npy, np.zeros((8, 32), np.float32))
     proc = subprocess.run([sys.executable, "-m", "fsan_lightning.predict", "--ckpt", str(bad), "--features",
-                           str(npy), "--duration", "8", "--query", "a man"], capture_output=True, text=True)
+                           str(npy), "--duration", "8", "--query", "a man"], capture_output=True, text=True, check=False)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.startswith("error: refusing to load") and "Traceback" not in proc.stderr
     assert not marker.exists()
+
+
+def test_importing_the_cli_and_the_predictor_does_not_import_lightning():
+    code = ("import sys, fsan_lightning.predict, fsan_lightning.lit.predictor; "
+            "assert 'pytorch_lightning' not in sys.modules, 'lightning imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr

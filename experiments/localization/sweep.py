@@ -18,6 +18,23 @@ from fsan_lightning import _entry as runtime
 from fsan_lightning import ops
 
 
+RULES = {"sc": ("sc", "all", "all"), "sc_cmin": ("sc", "all", "content"), "sc_c": ("sc", "content", "content"),
+         "ms": ("maxsum", "all", "all"), "ms_c": ("maxsum", "content", "all")}
+
+
+def rule_scores(module, out, batch):
+    """Top-1 R@0.5 of the alternative grounding rules on the same forward (extra columns)."""
+    net, res = module.net, {}
+    saved = (net.grounding_rule, net.grounding_tokens, net.sc_min_tokens)
+    for name, (rule, tokens, mins) in RULES.items():
+        net.grounding_rule, net.grounding_tokens, net.sc_min_tokens = rule, tokens, mins
+        sc = net.segment_scores(out, batch)
+        w = ops.rank_moments(sc, batch["video_mask"], batch["duration"], 1, None)
+        res[name] = ops.temporal_iou(w[:, 0, :2], batch["gt"]) >= 0.5
+    net.grounding_rule, net.grounding_tokens, net.sc_min_tokens = saved
+    return res
+
+
 def evaluate(module, loader):
     module.eval()
     module.val_metric.reset()
@@ -26,6 +43,8 @@ def evaluate(module, loader):
         for batch in loader:
             out, scores, windows = module.rank(batch)
             module.val_metric.update(batch["qidx"], windows[..., :2], batch["gt"])
+            for k, v in rule_scores(module, out, batch).items():
+                diag.setdefault("rule_" + k, []).append(v.float() * 100)
             nv, valid = batch["video_mask"].shape[1], batch["video_mask"].sum(1)
             gt = ops.seconds_to_clip_mask(batch["gt"], batch["duration"], valid, nv)
             pred = ops.seconds_to_clip_mask(windows[:, 0, :2], batch["duration"], valid, nv)
@@ -84,7 +103,8 @@ def main() -> None:
             + f" | R1@0.3={r['R1@0.3']:.1f} R1@0.5={r['R1@0.5']:.1f} mIoU={r['mIoU']:.1f}"
             + f" pin={r['p_inside']:.3f} pout={r['p_outside']:.3f} am_in={r['argmax_inside']:.3f}"
             + f" c_pin={r['c_p_inside']:.3f} c_pout={r['c_p_outside']:.3f} c_am_in={r['c_argmax_inside']:.3f}"
-            + f" len={r['pred_length']:.2f}/{r['gt_length']:.2f}",
+            + f" len={r['pred_length']:.2f}/{r['gt_length']:.2f}"
+            + " rules(R1@.5) " + " ".join(f"{k}={r['rule_' + k]:.1f}" for k in RULES),
             flush=True,
         )
     e, r = best

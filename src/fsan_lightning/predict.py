@@ -72,15 +72,15 @@ def read_queries_file(path: Path, default_duration: float | None) -> list:
         except json.JSONDecodeError as err:
             raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
         if not isinstance(rec, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+            raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")  # noqa: TRY004 (bad data)
         for key in ("vid", "query"):
             if not isinstance(rec.get(key), str):
-                raise ValueError(f"{where}: needs a string {key!r}")
+                raise ValueError(f"{where}: needs a string {key!r}")  # noqa: TRY004 (bad data)
         duration = rec.get("duration", default_duration)
         if duration is None:
             raise ValueError(f"{where}: no 'duration' on the line and no --duration given")
         if isinstance(duration, bool) or not isinstance(duration, (int, float)):
-            raise ValueError(f"{where}: 'duration' must be a number, got {duration!r}")
+            raise ValueError(f"{where}: 'duration' must be a number, got {duration!r}")  # noqa: TRY004 (bad data)
         qid = rec.get("qid")
         requests.append(GroundingRequest(rec["vid"], rec["query"], float(duration),
                                          None if qid is None else str(qid), where))
@@ -96,7 +96,9 @@ def _load_one_video(args: argparse.Namespace):
     from fsan_lightning.data.features import open_feature_store
 
     path = Path(args.features)
-    if path.suffix == ".npy" and path.is_file():
+    if path.suffix == ".npy" and not path.is_dir():
+        if not path.is_file():
+            raise FileNotFoundError(f"features file not found: {path}")
         if args.video_id:
             raise ValueError("--video-id selects a video in an HDF5 file or a folder; --features is one .npy")
         try:

@@ -13,7 +13,6 @@ Importing this module does not import Lightning; `FSANPredictor.from_checkpoint`
 from __future__ import annotations
 
 import math
-import struct
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -129,12 +128,7 @@ class FSANPredictor:
         """
         from fsan_lightning.lit.checkpoint import CheckpointError, load_module
 
-        try:
-            module = load_module(path, map_location=device)
-        except (KeyError, IndexError, struct.error, UnicodeDecodeError) as err:
-            # torch's weights-only unpickler on some non-checkpoint bytes (e.g. a text file)
-            raise CheckpointError(f"cannot read checkpoint {path}: not a torch checkpoint "
-                                  f"({type(err).__name__}: {err})") from None
+        module = load_module(path, map_location=device)
         if not callable(getattr(module, "rank", None)):
             raise CheckpointError(f"{path}: {type(module).__name__} cannot rank moments (no rank method); "
                                   "not an FSAN grounding checkpoint")
@@ -166,7 +160,7 @@ class FSANPredictor:
         unknown = [w for w, i in zip(words, ids) if i == UNK]
         if len(unknown) == len(words):
             warnings.warn(f"none of the words of the query {query!r} is in the checkpoint's vocabulary "
-                          f"({len(self.vocab)} words): the moments do not depend on the text",
+                          f"({len(self.vocab)} words): the moments ignore what it says",
                           UnknownWordsWarning, stacklevel=3)
         return EncodedQuery(query, words, ids, [is_content(w) for w in words], unknown)
 

@@ -12,8 +12,8 @@ test split's IoU ranking: the best, the worst and evenly spaced ones between.
 
 Figure 4: the top-1 IoU against video length, from predictions_test.jsonl and the test annotations:
 one point per video (mean over its queries), and the mIoU of each length bin as a line
-(``fsan_lightning.metrics.length_breakdown``; default bins: equal-count bins of the test queries'
-durations). Also writes the bins as ``figure4_length.csv``.
+(``fsan_lightning.metrics.length_breakdown``; default bins: 8 bins with about as many videos each).
+Also writes the bins as ``figure4_length.csv``.
 
 Outputs go to ``RUN_DIR/figures`` unless ``--out`` says otherwise.
 """
@@ -102,15 +102,23 @@ def query_results(predictions: Sequence[dict], queries: dict, dataset: str) -> l
 
 
 def default_bins(durations: Sequence[float], n: int = 8) -> list[float]:
-    """Edges of up to ``n`` equal-count bins: 0, the inner quantiles (0.1 s precision), inf."""
-    d = np.sort(np.asarray(durations, dtype=np.float64))
-    if d.size == 0:
+    """Edges of up to ``n`` bins holding about as many distinct video lengths each, none empty.
+
+    Inner edges lie between two consecutive distinct durations (rounded to 0.1 s when that keeps
+    them strictly between); the first edge is 0 and the last is inf.
+    """
+    u = np.unique(np.asarray(durations, dtype=np.float64))
+    if u.size == 0:
         raise ValueError("no duration to bin")
-    inner = [round(float(np.quantile(d, i / n)), 1) for i in range(1, n)]
     edges = [0.0]
-    for e in inner:
-        if e > edges[-1] and e > d[0]:
-            edges.append(e)
+    for k in range(1, min(n, u.size)):
+        i = int(round(k * u.size / n)) if n <= u.size else k
+        lo, hi = u[i - 1], u[i]
+        edge = round(float((lo + hi) / 2), 1)
+        if not lo < edge <= hi:
+            edge = float((lo + hi) / 2)
+        if edge > edges[-1]:
+            edges.append(edge)
     return edges + [math.inf]
 
 
@@ -148,7 +156,7 @@ def figure4(run_dir: str | Path, out_dir: str | Path | None = None, bins: Sequen
         length[r.vid] = r.duration
     fig, ax = plt.subplots(figsize=(7.0, 4.2), dpi=100)
     vids = sorted(per_video)
-    ax.scatter([length[v] for v in vids], [100.0 * float(np.mean(per_video[v])) for v in vids], s=10,
+    ax.scatter([length[v] for v in vids], [100.0 * float(np.mean(per_video[v])) for v in vids], s=12, zorder=3,
                color="tab:blue", alpha=0.5, label=f"videos ({len(vids)})")
     xs, ys = [], []
     for row in table:

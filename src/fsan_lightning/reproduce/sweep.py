@@ -122,10 +122,10 @@ def plan(table: str, base: Sequence[str], seeds: Sequence[int], overrides: Seque
     if not seeds:
         raise ValueError("no seed given")
     if table == "table4":
-        rows = list(rows or ABLATION_ROWS)
-        unknown = sorted(set(rows) - set(ABLATION_ROWS))
+        unknown = sorted(set(rows or ()) - set(ABLATION_ROWS))
         if unknown:
             raise ValueError(f"unknown Table 4 rows {unknown}; known: {list(ABLATION_ROWS)}")
+        rows = [r for r in ABLATION_ROWS if not rows or r in rows]  # the paper's order
     else:
         if rows and list(rows) != [FULL]:
             raise ValueError(f"{table} has one trained row, 'full' (FSAN); got {list(rows)}")
