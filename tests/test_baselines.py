@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,12 @@ from conftest import QUIET, compose_config, world_overrides
 from fsan_lightning.data.baseline import fit_prototypes
 from fsan_lightning.lit.baselines import PrototypeModule, RandomModule
 from fsan_lightning.lit.checkpoint import load_module
-from fsan_lightning.metrics import didemo_candidates, didemo_random_baseline, random_baseline, seconds_to_chunks
+from fsan_lightning.metrics import (
+    didemo_candidates,
+    didemo_random_baseline,
+    random_baseline,
+    seconds_to_chunks,
+)
 
 VOCAB = ["<pad>", "<unk>", "ball", "cup", "the"]
 E0, E1, E2 = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]

@@ -130,3 +130,15 @@ def test_alignment_scores_and_fallback_hand_case():
     assert scores[0].argmax().item() == 2 * 4 + 2  # the run is clip 2 alone
     assert scores[1].argmax().item() == 0 * 4 + 2  # no known word: the whole (3-clip) video
     assert torch.isinf(scores[:, :, 3]).all() and torch.isinf(scores[:, 1, 0]).all()
+
+
+def test_baseline_mathematics_imports_neither_lightning_nor_hydra():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fsan_lightning.ops.max_sum, fsan_lightning.ops.prototype, fsan_lightning.data.baseline;"
+        "bad = [m for m in sys.modules if m.startswith(('pytorch_lightning', 'lightning.', 'hydra'))];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

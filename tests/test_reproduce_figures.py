@@ -30,7 +30,9 @@ def test_default_bins_are_never_empty():
 
     rows = length_breakdown(durations, [0.5] * len(durations), edges)
     assert all(r["count"] > 0 for r in rows) and sum(r["count"] for r in rows) == len(durations)
-    assert edges == [0.0, 25.0, 35.0, 47.8, math.inf]  # midpoints after every ~5/4 distinct lengths
+    # distinct lengths 10, 20, 30, 40, 55.5 in 4 bins: cuts after the round(k * 5/4) = 1st, 2nd, 4th
+    # of them, at the midpoints 15, 25 and 47.75 (rounded to 0.1 s)
+    assert edges == [0.0, 15.0, 25.0, 47.8, math.inf]
     assert figures.default_bins([7.0]) == [0.0, math.inf]
     with pytest.raises(ValueError, match="no duration"):
         figures.default_bins([])

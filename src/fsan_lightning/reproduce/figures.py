@@ -210,18 +210,19 @@ def load_run_config(run_dir: str | Path):
 
 
 def selected_checkpoint(run_dir: str | Path) -> Path:
-    """The checkpoint the run selected on validation (results.json), also when the run folder was moved."""
+    """The checkpoint the run selected on validation (results.json): the run directory's own file of that
+    name (so a moved or copied run uses its own), else the recorded path."""
     run_dir = Path(run_dir)
     results = runs.read_json(run_dir / runs.RESULTS) if (run_dir / runs.RESULTS).is_file() else None
     if not results or not results.get("checkpoint"):
         raise FileNotFoundError(f"{run_dir / runs.RESULTS} does not name a selected checkpoint")
     ckpt = Path(results["checkpoint"])
+    own = run_dir / "checkpoints" / ckpt.name  # the run directory's copy first (a moved or copied run)
+    if own.is_file():
+        return own
     if ckpt.is_file():
         return ckpt
-    moved = run_dir / "checkpoints" / ckpt.name
-    if moved.is_file():
-        return moved
-    raise FileNotFoundError(f"the selected checkpoint {ckpt} does not exist (nor {moved})")
+    raise FileNotFoundError(f"the selected checkpoint {ckpt} does not exist (nor {own})")
 
 
 def _safe(name: str) -> str:

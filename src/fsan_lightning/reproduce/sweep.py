@@ -39,7 +39,7 @@ ABLATION_ROWS: tuple[str, ...] = tuple(key for key, _ in TABLE4.settings)
 PAPER_DATA = {"table2": "didemo", "table3": "activitynet"}
 #: the small CPU run of Table 2 without real features: the synthetic world in DiDeMo's format
 SYNTHETIC_DIDEMO = ("experiment=synthetic_cpu", "data=didemo", "data.features=didemo_features.hdf5",
-                    "data.num_workers=0", "data.pin_memory=false", "data.persistent_workers=false",
+                    "data.feature_key='{vid}/c3d_features'", "data.num_workers=0", "data.pin_memory=false", "data.persistent_workers=false",
                     "data.batch_size=64", "data.eval_batch_size=128")
 SMALL_CPU_NOTE = "small CPU settings of experiment=synthetic_cpu (model fsan_small), not the paper's data"
 
