@@ -286,3 +286,15 @@ def test_wandb_table_is_logged_offline(fake_sweep, tmp_path, monkeypatch):
     assert tables, "the wandb.Table was not written"
     content = json.loads(tables[0].read_text())
     assert "full model" in [row[0] for row in content["data"]]
+
+
+def test_random_rows_on_the_real_test_splits(shared_data):
+    """The tables' Random rows on the real files: the numbers docs/metrics.md records (seed 0, 10 draws)."""
+    anet = runs.TestSplit("activitynet", shared_data / "activitynet_captions" / "val_2.json", 64, None, None)
+    got, note = random_metrics(anet)
+    assert (round(got["R1@0.1"], 2), round(got["R1@0.5"], 2), round(got["R5@0.5"], 2), round(got["mIoU"], 2)) == \
+        (46.76, 14.08, 43.16, 18.98)
+    assert note == "uniform clip segments, Nv 64, 10 draws"
+    didemo = runs.TestSplit("didemo", shared_data / "didemo" / "test_data.json", 6, None, None)
+    got, _ = random_metrics(didemo)
+    assert (round(got["Rank@1"], 2), round(got["Rank@5"], 2), round(got["mIoU"], 2)) == (3.64, 22.49, 22.84)

@@ -181,7 +181,9 @@ class GroundingEvaluation:
     def _log_metric_dict(self, metric, stage: str) -> None:
         values = self.epoch_metrics(metric, stage)
         for name, value in values.items():
-            self.log(f"{stage}/{name}", float(value), prog_bar=name in ("R1@0.5", "mIoU", "Rank@1"))
+            # the metric is already synced across ranks (identical everywhere): the mean changes nothing
+            # but keeps every rank's logged value, and so the checkpoint monitor, consistent
+            self.log(f"{stage}/{name}", float(value), prog_bar=name in ("R1@0.5", "mIoU", "Rank@1"), sync_dist=True)
         metric.reset()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
