@@ -45,6 +45,12 @@ figures:  ## Figures 3 and 4 of a run: make figures RUN=outputs/train/<date> [QU
 	@test -n "$(RUN)" || { echo "usage: make figures RUN=<run dir> [QUERIES=4] [OUT=dir]" >&2; exit 2; }
 	$(PY) -m fsan_lightning.reproduce.figures $(RUN) --queries $(QUERIES) $(if $(OUT),--out $(OUT))
 
+bench:  ## CPU benchmarks, every figure a ratio within the run (< 10 min on 2 cores; benchmarks/README.md), ARGS=--quick
+	$(PY) -m benchmarks.run $(ARGS)
+
+bench-gpu:  ## GPU training-step benchmark in bf16-mixed (needs CUDA; a few minutes), ARGS=options
+	$(PY) -m benchmarks.gpu_step $(ARGS)
+
 lint:  ## ruff
 	$(PY) -m ruff check src tests benchmarks
 

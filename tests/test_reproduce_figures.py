@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import shutil
@@ -25,7 +26,7 @@ def test_default_bins_are_never_empty():
     durations = [10.0, 10.0, 20.0, 30.0, 30.0, 30.0, 40.0, 55.5]
     edges = figures.default_bins(durations, n=4)
     assert edges[0] == 0.0 and edges[-1] == math.inf
-    assert all(b > a for a, b in zip(edges, edges[1:]))
+    assert all(b > a for a, b in itertools.pairwise(edges))
     from fsan_lightning.metrics import length_breakdown
 
     rows = length_breakdown(durations, [0.5] * len(durations), edges)
@@ -56,13 +57,13 @@ def test_figure4_matches_the_test_metric(trained_run, tmp_path):
     assert sum(r["count"] for r in table) == len(per_query)
     rows = list(csv.DictReader((tmp_path / "figure4_length.csv").open()))
     assert [int(r["count"]) for r in rows] == [r["count"] for r in table]
-    png2, table2, _ = figures.figure4(run_dir, tmp_path / "b", bins=[0, 50, math.inf])
+    _, table2, _ = figures.figure4(run_dir, tmp_path / "b", bins=[0, 50, math.inf])
     assert [r["count"] for r in table2] == [sum(1 for q in per_query if q.duration < 50),
                                             sum(1 for q in per_query if q.duration >= 50)]
 
 
 def test_figure3_draws_the_chosen_queries(trained_run, tmp_path):
-    run_dir, results, cfg = trained_run
+    run_dir, _, cfg = trained_run
     paths = figures.figure3(run_dir, tmp_path, cfg=cfg, queries=2)
     assert len(paths) == 2
     for path in paths:
@@ -70,7 +71,7 @@ def test_figure3_draws_the_chosen_queries(trained_run, tmp_path):
         assert image.shape[0] >= 250 and image.shape[1] >= 400
         assert float(image.var()) > 1e-3  # not blank
     preds = {json.loads(line)["qid"]: json.loads(line) for line in (run_dir / "predictions_test.jsonl").open()}
-    qid = sorted(preds)[0]
+    qid = min(preds)
     (one,) = figures.figure3(run_dir, tmp_path / "one", cfg=cfg, qids=[qid])
     assert one.name.startswith("figure3_00_")
     with pytest.raises(ValueError, match="not in the run's test split"):

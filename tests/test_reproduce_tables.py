@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from fsan_lightning.reproduce import runs
-from fsan_lightning.reproduce.aggregate import aggregate, main as aggregate_main, random_metrics
+from fsan_lightning.reproduce.aggregate import aggregate, random_metrics
+from fsan_lightning.reproduce.aggregate import main as aggregate_main
 from fsan_lightning.reproduce.paper import RECALL_COLUMNS, TABLE2, TABLE3, TABLE4, table_spec
 from fsan_lightning.reproduce.tables import (
     JobRecord,
@@ -266,7 +267,7 @@ def test_wandb_table_is_logged_offline(fake_sweep, tmp_path, monkeypatch):
 
     for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_DIR"):
         monkeypatch.delenv(var, raising=False)
-    for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
+    for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
         monkeypatch.setenv(var, str(tmp_path / var.lower()))
     result = aggregate([fake_sweep], "table4", "synthetic", tmp_path / "t", with_random=False)
     (run,) = sorted((result.wandb_dir / "wandb").glob("offline-run-*"))

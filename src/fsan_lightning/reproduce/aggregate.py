@@ -19,9 +19,9 @@ import logging
 import os
 import shlex
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -101,8 +101,8 @@ def _setup_line(jobs: Sequence[JobRecord]) -> str:
         choices = runs.hydra_choices(Path(j.run_dir))
         model, data, trainer = cfg.get("model") or {}, cfg.get("data") or {}, cfg.get("trainer") or {}
         parts = [f"data {data.get('dataset', '?')} (Nv {data.get('num_clips', '?')})",
-                 f"model {choices.get('model', '?')} (d_model {model.get('d_model', '?')}, "
-                 f"{model.get('icim_layers', '?')} ICIM layers, lr {model.get('lr', '?')})",
+                 (f"model {choices.get('model', '?')} (d_model {model.get('d_model', '?')}, "
+                  f"{model.get('icim_layers', '?')} ICIM layers, lr {model.get('lr', '?')})"),
                  f"trainer {choices.get('trainer', '?')} (max_epochs {trainer.get('max_epochs', '?')})"]
         if choices.get("experiment"):
             parts.insert(0, f"experiment {choices['experiment']}")
@@ -136,7 +136,8 @@ def log_wandb(spec: TableSpec, data: str, columns: Sequence[str], rows: Sequence
 
     wandb_dir = Path(wandb_dir)
     wandb_dir.mkdir(parents=True, exist_ok=True)
-    for var, sub in (("WANDB_CACHE_DIR", "wandb_cache"), ("WANDB_CONFIG_DIR", "wandb_config")):
+    for var, sub in (("WANDB_CACHE_DIR", "wandb_cache"), ("WANDB_CONFIG_DIR", "wandb_config"),
+                     ("WANDB_DATA_DIR", "wandb_data")):  # nothing in the home folder
         os.environ.setdefault(var, str(wandb_dir / sub))
     os.environ.setdefault("WANDB_SILENT", "true")
     online = bool(os.environ.get("WANDB_API_KEY")) or mode == "online"

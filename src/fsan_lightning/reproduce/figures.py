@@ -26,9 +26,9 @@ import json
 import math
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -112,7 +112,7 @@ def default_bins(durations: Sequence[float], n: int = 8) -> list[float]:
         raise ValueError("no duration to bin")
     edges = [0.0]
     for k in range(1, min(n, u.size)):
-        i = int(round(k * u.size / n)) if n <= u.size else k
+        i = round(k * u.size / n) if n <= u.size else k
         lo, hi = u[i - 1], u[i]
         edge = round(float((lo + hi) / 2), 1)
         if not lo < edge <= hi:

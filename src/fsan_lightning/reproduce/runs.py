@@ -51,7 +51,7 @@ def _load_yaml(path: Path) -> dict:
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise ValueError(f"{path}: expected a mapping at the top level")  # noqa: TRY004 (bad file content)
     return data
 
 
@@ -88,7 +88,7 @@ def setting_of(model: dict, model_choice: str | None = None) -> str:
         if model_choice:
             return str(model_choice)
         name = target.rsplit(".", 1)[-1]
-        return (name[: -len("Module")] if name.endswith("Module") else name).lower()
+        return (name.removesuffix("Module")).lower()
     rows = []
     for row, (key, value) in ABLATION_SWITCH.items():
         got = model.get(key, FULL_MODEL_SWITCHES[key])
@@ -179,7 +179,7 @@ def test_split_of(run_dir: str | Path) -> TestSplit:
     run_dir = Path(run_dir)
     report_path = run_dir / "data_report.json"
     if not report_path.is_file():
-        raise FileNotFoundError(f"{report_path} does not exist (needed for the Random row's test split)")
+        raise FileNotFoundError(f"{report_path} does not exist (it names the run's test annotation file)")
     report = read_json(report_path)
     try:
         dataset, test_file, num_clips = report["dataset"], report["files"]["test"], int(report["num_clips"])

@@ -27,10 +27,10 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 from fsan_lightning.reproduce.paper import FULL, PROTOTYPE, TABLE4
 from fsan_lightning.runio import atomic_write_json
@@ -169,7 +169,8 @@ def run_job(job: Job, sweep_dir: Path, python: str = sys.executable, timeout: fl
         log.write("$ " + shlex.join(cmd) + "\n")
         log.flush()
         try:
-            code: int | str = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout).returncode
+            code: int | str = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
+                                               check=False).returncode
         except subprocess.TimeoutExpired:
             code = f"timeout after {timeout} s"
     seconds = round(time.time() - started, 1)

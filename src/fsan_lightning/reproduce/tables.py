@@ -11,8 +11,8 @@ import csv
 import io
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from fsan_lightning.reproduce.paper import COLUMN_TITLES, DIDEMO_COLUMNS, EXTRA_LABELS, TableSpec
 
