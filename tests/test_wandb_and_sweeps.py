@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import TINY_MODEL, TINY_WORLD, tiny_train_config, world_overrides
-from wandb_records import logged_keys
+from wandb_records import logged_keys, wait_for_exit_record
 
 
 def test_wandb_offline_run_is_written_and_readable(tiny_world_dir, tmp_path, monkeypatch):
@@ -30,6 +30,7 @@ def test_wandb_offline_run_is_written_and_readable(tiny_world_dir, tmp_path, mon
     assert len(runs) == 1, list((run_dir / "wandb").iterdir())
     run_files = list(runs[0].glob("*.wandb"))  # the log that `wandb sync` uploads
     assert len(run_files) == 1
+    wait_for_exit_record(run_files[0])  # wandb's core process may still be flushing after finish()
     history, config = logged_keys(run_files[0])
     assert {"model", "data", "trainer", "seed"} <= config  # the composed config
     assert {"train/loss", "train/loss_triplet", "train/loss_inner", "train/loss_outer"} <= history

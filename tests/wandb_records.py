@@ -52,3 +52,19 @@ def logged_keys(path: str | Path) -> tuple[set[str], set[str]]:
         elif kind == "config":
             config.update(i.key or "/".join(i.nested_key) for i in r.config.update)
     return history, config
+
+
+def wait_for_exit_record(path: str | Path, timeout_s: float = 30.0) -> None:
+    """Block until the run file holds its final ``exit`` record (wandb writes it asynchronously)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if any(r.WhichOneof("record_type") == "exit" for r in read_records(path)):
+                return
+        except Exception:  # a partially written chunk: try again
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} has no exit record after {timeout_s} s")
+        time.sleep(0.2)

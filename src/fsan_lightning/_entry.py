@@ -27,6 +27,7 @@ def configure_environment(cfg: DictConfig) -> None:
     os.environ.setdefault("WANDB_DIR", str(out))
     os.environ.setdefault("WANDB_CACHE_DIR", str(out / "wandb_cache"))
     os.environ.setdefault("WANDB_CONFIG_DIR", str(out / "wandb_config"))
+    os.environ.setdefault("WANDB_DATA_DIR", str(out / "wandb_data"))
     os.environ.setdefault("WANDB_SILENT", "true")
 
 
