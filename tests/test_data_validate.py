@@ -66,7 +66,7 @@ def test_validate_features_missing_error_and_skip(capsys, feats):
     ann = HERE / "good" / "anet_anomalies.json"  # videos v_rev (2 queries) and v_over (3)
     code, lines, _ = run(capsys, "activitynet", ann, "--features", feats)
     assert code == 1 and "NOT usable" in lines
-    assert any("1 of 2 videos have no features" in l and "v_over" in l for l in lines)
+    assert any("1 of 2 videos have no features" in line and "v_over" in line for line in lines)
     assert json.loads(lines[-1])["missing_features"] == 1
     code, lines, _ = run(capsys, "activitynet", ann, "--features", feats, "--missing-features", "skip")
     out = json.loads(lines[-1])

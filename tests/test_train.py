@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import QUIET, compose_config, tiny_train_config, world_overrides
+from conftest import compose_config, tiny_train_config, world_overrides
 from fsan_lightning.lit.checkpoint import CheckpointError, load_module
 
 

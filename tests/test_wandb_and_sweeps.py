@@ -5,12 +5,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import TINY_MODEL, TINY_WORLD, tiny_train_config, world_overrides
+from conftest import TINY_MODEL, tiny_train_config, world_overrides
 from wandb_records import logged_keys, wait_for_exit_record
 
 
@@ -59,7 +58,6 @@ def test_ddp_inside_basic_multirun_is_refused():
 def test_cli_sweep_runs_one_job_per_value(tiny_world_dir, tmp_path):
     """`python -m fsan_lightning.train -m model.cross_attn=false,true`: two run dirs, two different results."""
     sweep_dir = tmp_path / "sweep"
-    items = ",".join(f"{k}:{v}" for k, v in TINY_WORLD.items())
     cmd = [sys.executable, "-m", "fsan_lightning.train", "-m", "model.cross_attn=false,true",
            f"hydra.sweep.dir={sweep_dir}", "logger=csv", "callbacks.progress_bar=null",
            "trainer.enable_progress_bar=false", "trainer.max_epochs=2",

@@ -9,14 +9,13 @@ import inspect
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fsan_lightning.data.text import is_content
-from fsan_lightning.runio import atomic_write_json, atomic_write_jsonl
+from fsan_lightning.runio import atomic_write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ def build_module(cfg: DictConfig, datamodule):
 def build_loggers(cfg: DictConfig) -> list:
     """Instantiate the logger group; W&B goes offline without an API key and is dropped when disabled."""
     loggers = []
-    for name, lcfg in (cfg.get("logger") or {}).items():
+    for lcfg in (cfg.get("logger") or {}).values():
         if lcfg is None or "_target_" not in lcfg:
             continue
         if lcfg._target_.endswith("WandbLogger"):
@@ -106,6 +105,7 @@ def build_loggers(cfg: DictConfig) -> list:
                 lcfg["offline"] = not (os.environ.get("WANDB_API_KEY") or mode == "online")
             if lcfg["offline"]:
                 os.environ["WANDB_MODE"] = "offline"
+                lcfg["mode"] = "offline"  # explicit: wandb's process-wide settings may predate the env var
                 log.info("W&B runs offline (no WANDB_API_KEY); upload later with `wandb sync %s/wandb/offline-run-*`",
                          lcfg.get("save_dir"))
             loggers.append(hydra.utils.instantiate(lcfg))

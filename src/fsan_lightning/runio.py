@@ -6,7 +6,8 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from fsan_lightning import _entry as runtime
 from fsan_lightning.runio import atomic_write_json, git_commit
