@@ -75,7 +75,6 @@ def main() -> None:
     sched = None
     if cfg.model.get("scheduler") == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    ds = dm.dataset_of("train")
     val_loader = dm.val_dataloader()
     hp = module.hparams
     t0 = time.time()
@@ -91,7 +90,7 @@ def main() -> None:
             losses["loss"].backward()
             opt.step()
             for k in ("loss", "loss_triplet", "loss_inner", "loss_outer", "triplet_video"):
-                sums[k] = sums.get(k, 0.0) + float(losses[k]) / nb
+                sums[k] = sums.get(k, 0.0) + float(losses[k].detach()) / nb
         if sched is not None:
             sched.step()
         r = evaluate(module, val_loader)
