@@ -26,6 +26,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -118,7 +119,7 @@ def run(data_dir: str | Path, plan: list[int], model_name: str = "paper", drain:
         batch = slice_batch(full, b)
         ns, nv = max(batch["tokens"].shape[1], batch["neg_tokens"].shape[1]), batch["video"].shape[1]
         if ns not in flops_per_sample:
-            flops_per_sample[ns] = count_flops(lambda: forward_backward(module, slice_batch(batch, 1)))
+            flops_per_sample[ns] = count_flops(partial(forward_backward, module, slice_batch(batch, 1)))
         shape = ffn_matmul_shape(b, ns, nv, model)
         for n_threads in threads if i > 0 else threads[-1:]:
             with using_threads(n_threads):

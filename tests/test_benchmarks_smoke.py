@@ -1,4 +1,5 @@
 """The benchmark helpers at tiny sizes: correct baselines, counts and arithmetic; no timing assertions."""
+# ruff: noqa: E402  (the repository root and tests/ go on sys.path before the imports)
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 from benchmarks import bench_data, bench_ops, gpu_step, run, train_run
 from benchmarks.common import (
     PAPER_MODEL,
@@ -27,8 +29,7 @@ from fsan_lightning import ops
 from fsan_lightning.data.features import HDF5FeatureStore
 from fsan_lightning.data.readers import read_annotations
 
-sys.path.insert(0, str(Path(__file__).parent))
-import reference_ops  # noqa: E402
+import reference_ops
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = WorldSpec(train_videos=6, val_videos=2, test_videos=2, queries_per_video=2, min_rows=10, max_rows=20,
@@ -75,7 +76,8 @@ def test_ops_benchmark_rows_at_tiny_size():
         (4, "segment_scores", 1), (4, "inner_loss_map", 1), (4, "outer_loss_map", 1), (4, "all three", 1)]
     for r in out["rows"]:
         assert r["vectorised_ms"] > 0 and r["loop_ms"] > 0 and r["loop_samples"] == 1
-        assert r["speedup"] == pytest.approx(r["loop_ms"] / r["vectorised_ms"], rel=0.01)
+        # both times are rounded in the rows, so the ratio of the rounded times is only close
+        assert r["speedup"] == pytest.approx(r["loop_ms"] / r["vectorised_ms"], rel=0.1, abs=0.1)
     total = out["rows"][-1]
     assert total["loop_ms"] == pytest.approx(sum(r["loop_ms"] for r in out["rows"][:3]), abs=0.2)
 

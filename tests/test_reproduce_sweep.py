@@ -154,7 +154,7 @@ def test_dry_run_prints_one_train_command_per_job(capsys, tmp_path):
 
 
 def test_make_targets_call_the_sweep(tmp_path):
-    out = subprocess.run(["make", "-n", "ablations", "SEEDS=0,1", "ARGS=a=1 b=2", f"SWEEP_DIR={tmp_path}/s",
+    out = subprocess.run(["make", "--no-print-directory", "-n", "ablations", "SEEDS=0,1", "ARGS=a=1 b=2", f"SWEEP_DIR={tmp_path}/s",
                           f"OUT={tmp_path}/o", "DATA=activitynet", "DATA_DIR=/feat"], cwd=REPO,
                          capture_output=True, text=True, check=True).stdout
     cmd = shlex.split(out.strip())
@@ -162,7 +162,7 @@ def test_make_targets_call_the_sweep(tmp_path):
                        "--seeds", "0,1", "--data-dir", "/feat", "--sweep-dir", f"{tmp_path}/s", "--out",
                        f"{tmp_path}/o", "--", "a=1", "b=2"]
     for table in ("table2", "table3"):
-        out = subprocess.run(["make", "-n", table], cwd=REPO, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(["make", "--no-print-directory", "-n", table], cwd=REPO, capture_output=True, text=True, check=True).stdout
         assert shlex.split(out.strip())[1:] == ["-m", "fsan_lightning.reproduce.sweep", "--table", table,
                                                 "--seeds", "0", "--"]
     usage = subprocess.run(["make", "figures"], cwd=REPO, capture_output=True, text=True, check=False)

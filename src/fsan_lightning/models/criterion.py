@@ -14,7 +14,7 @@ from .fsan import FSAN, FSANOutput
 _CHOICES = {
     "mask_shared": ("both", "negative", "none"),
     "match_fn": ("cosine", "sigmoid", "tanh", "identity"),
-    "match_on": ("raw", "P"),
+    "match_on": ("raw", "P", "centred"),
     "outer_form": ("complement", "printed"),
     "weight_form": ("softmax", "raw"),
 }
@@ -38,7 +38,10 @@ class FSANCriterion(nn.Module):
         negative_video_weight: weight of that term inside Lt.
         match_fn: ``g`` applied to the raw scores before Eq. 7: ``"cosine"`` (the unscaled cosine in
             [-1, 1]; needs ``align_form="cosine"``), ``"sigmoid"`` / ``"tanh"`` of A, ``"identity"``.
-        match_on: Decision 1: ``"raw"`` (g(A)) or ``"P"`` (printed; the score is then constant 1).
+        match_on: Decision 1: ``"raw"`` (g(A)), ``"P"`` (printed; the score is then constant 1) or
+            ``"centred"`` (g(A) minus its mean over the token's valid clips, then the max: a word wins
+            the margin only where it stands out inside the video, not by whole-video similarity,
+            which the cross-modal attention otherwise offers as a shortcut; a documented deviation).
         outer_form: Decision 2: ``"complement"`` (``-log(1 - m_j)``) or ``"printed"`` (``-log m_j``).
         weight_form: Decision 3: ``"softmax"`` of SC / tau (detached) or ``"raw"`` SC (detached).
         eps: floor inside the logs of Eqs. 9 and 11.
@@ -192,8 +195,14 @@ class FSANCriterion(nn.Module):
         return out.A
 
     def _match(self, out: FSANOutput, token_mask: Tensor, video_mask: Tensor) -> Tensor:
-        """Eq. 7 on g(A) (or on P for ``match_on="P"``) -> [B]."""
-        return ops.matching_score(out.P if self.match_on == "P" else self._g(out), token_mask, video_mask)
+        """Eq. 7 on g(A) (or on P for ``match_on="P"``, on centred g(A) for ``"centred"``) -> [B]."""
+        if self.match_on == "P":
+            return ops.matching_score(out.P, token_mask, video_mask)
+        g = self._g(out)
+        if self.match_on == "centred":
+            valid = video_mask[:, None, :].to(g.dtype)
+            g = g - (g * valid).sum(dim=2, keepdim=True) / valid.sum(dim=2, keepdim=True).clamp(min=1)
+        return ops.matching_score(g, token_mask, video_mask)
 
     def _sap_losses(
         self, net: FSAN, pos: FSANOutput, tm: Tensor, vm: Tensor, content: Tensor | None
