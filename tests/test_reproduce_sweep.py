@@ -67,7 +67,7 @@ def test_synthetic_didemo_recipe_composes_a_small_cpu_run(tmp_path):
 
 # ----------------------------------------------------------------------------- recipes and plans
 def test_recipes_choose_the_data():
-    assert sweep.recipe("table4", None, None).base == ("experiment=synthetic_cpu",)
+    assert sweep.recipe("table4", None, None).base == ("experiment=synthetic_table4",)
     assert sweep.recipe("table4", "activitynet", "/d").base == ("experiment=activitynet", "data.data_dir=/d")
     assert sweep.recipe("table4", "activitynet", None, ["data.data_dir=/d"]).base == ("experiment=activitynet",)
     assert sweep.recipe("table4", "mydata", "/d").base == ("data=mydata", "data.data_dir=/d")
@@ -148,7 +148,7 @@ def test_dry_run_prints_one_train_command_per_job(capsys, tmp_path):
     assert len(lines) == 10
     first = shlex.split(lines[0])
     assert first[1:3] == ["-m", "fsan_lightning.train"]
-    assert first[3:] == ["experiment=synthetic_cpu", "ablation=no_grounding_module", "seed=0",
+    assert first[3:] == ["experiment=synthetic_table4", "ablation=no_grounding_module", "seed=0",
                          "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}/no_grounding_module_s0"]
     assert sweep.main(["--table", "table4", "--data", "activitynet", "--dry-run"]) == 2
 

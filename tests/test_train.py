@@ -104,7 +104,7 @@ def test_config_groups_compose():
     """Every option of every group composes (instantiation of GPU trainers is not attempted)."""
     groups = {
         "data": ["synthetic", "activitynet", "didemo", "charades"],
-        "model": ["fsan", "fsan_small"],
+        "model": ["fsan", "fsan_small", "fsan_synthetic", "fsan_synthetic_full", "prototype", "random"],
         "trainer": ["cpu", "gpu", "gpu_amp", "ddp"],
         "logger": ["default", "csv", "wandb", "tensorboard", "none"],
         "callbacks": ["default", "none"],
