@@ -27,6 +27,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from fsan_lightning.lit.checkpoint import read_checkpoint
 
     started = time.time()
+    commit = git_commit()
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
@@ -41,7 +42,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "test": test,
             "checkpoint": str(cfg.ckpt_path),
             "seed": int(cfg.seed),
-            "commit": git_commit(),
+            "commit": commit,
             "wall_time_s": round(time.time() - started, 2),
             "run_dir": str(out_dir),
         }

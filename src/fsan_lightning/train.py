@@ -27,6 +27,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import pytorch_lightning as pl
 
     started = time.time()
+    commit = git_commit()  # the code that runs is the code at the start, whatever changes meanwhile
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     runtime.guard_ddp_under_multirun(cfg)
@@ -41,7 +42,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     runtime.log_config(trainer, cfg)
 
     try:
-        results: dict[str, Any] = {"seed": int(cfg.seed), "commit": git_commit()}
+        results: dict[str, Any] = {"seed": int(cfg.seed), "commit": commit}
         if getattr(module, "trains_with_gradients", True):
             trainer.fit(module, datamodule=datamodule, ckpt_path=runtime.resolve_resume(cfg, out_dir))
             ckpt_cb = runtime.checkpoint_callback(trainer)
