@@ -41,7 +41,7 @@ PAPER_DATA = {"table2": "didemo", "table3": "activitynet"}
 SYNTHETIC_DIDEMO = ("experiment=synthetic_cpu", "data=didemo", "data.features=didemo_features.hdf5",
                     "data.feature_key='{vid}/c3d_features'", "data.num_workers=0", "data.pin_memory=false", "data.persistent_workers=false",
                     "data.batch_size=64", "data.eval_batch_size=128")
-SMALL_CPU_NOTE = "small CPU settings of experiment=synthetic_cpu (model fsan_small), not the paper's data"
+SMALL_CPU_NOTE = "small CPU settings of experiment=synthetic_cpu (model fsan_synthetic), not the paper's data"
 TABLE4_CPU_NOTE = "small CPU settings of experiment=synthetic_table4 (fsan_small with ICIM and SAP losses), not the paper's data"
 
 
