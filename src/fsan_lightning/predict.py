@@ -28,6 +28,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from fsan_lightning.runio import json_object_line
+
 __all__ = ["main", "read_queries_file"]
 
 
@@ -67,12 +69,7 @@ def read_queries_file(path: Path, default_duration: float | None) -> list:
         if not raw.strip():
             continue
         where = f"{path}, line {lineno}"
-        try:
-            rec = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
-        if not isinstance(rec, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")  # noqa: TRY004 (bad data)
+        rec = json_object_line(raw, where)
         for key in ("vid", "query"):
             if not isinstance(rec.get(key), str):
                 raise ValueError(f"{where}: needs a string {key!r}")  # noqa: TRY004 (bad data)

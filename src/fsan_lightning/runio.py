@@ -42,6 +42,17 @@ def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     return atomic_write_text(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
 
 
+def json_object_line(raw: str, where: str) -> dict:
+    """One line of a JSONL file parsed as a JSON object; ``where`` (file, line) names it in errors."""
+    try:
+        rec = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
+    if not isinstance(rec, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    return rec
+
+
 def git_commit(default: str = "unknown") -> str:
     """The commit of the checkout this package runs from (with ``+dirty`` if modified), or ``default``."""
     here = Path(__file__).resolve().parent

@@ -31,6 +31,7 @@ import torch
 
 from fsan_lightning.metrics.didemo import didemo_query_scores, didemo_summary, seconds_to_chunks
 from fsan_lightning.metrics.grounding import grounding_ious, recall_summary
+from fsan_lightning.runio import json_object_line
 
 __all__ = ["MatchResult", "Prediction", "load_predictions", "main", "match_predictions", "score_predictions"]
 
@@ -65,12 +66,7 @@ def _norm_text(text: str) -> str:
 
 def _parse_line(source: str, lineno: int, raw: str) -> Prediction:
     where = f"{source}, line {lineno}"
-    try:
-        rec = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
-    if not isinstance(rec, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")  # noqa: TRY004 (bad data)
+    rec = json_object_line(raw, where)
     if "pred_relevant_windows" not in rec:
         raise ValueError(f"{where}: missing field 'pred_relevant_windows'")
     qid = rec.get("qid")

@@ -72,7 +72,8 @@ def read_annotations(dataset: str, path, durations: list[str] | None = None
 # ---------------------------------------------------------------------------------------------
 # shared helpers
 
-def _load_json(path):
+def _read_text(path) -> tuple[Path, str]:
+    """(path, text) of a non-empty UTF-8 annotation file; clear errors otherwise."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -82,6 +83,11 @@ def _load_json(path):
         raise DataFormatError(path, f"not UTF-8 text ({exc})") from None
     if not text.strip():
         raise DataFormatError(path, "file is empty")
+    return path, text
+
+
+def _load_json(path):
+    path, text = _read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -339,15 +345,7 @@ def read_charades(path, durations: dict[str, float]) -> tuple[list[Query], DataR
 
     qid = ``"<VID>#<k>"`` with k the k-th line of that video in the file. Blank lines are not records.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"annotation file not found: {path}") from None
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(path, f"not UTF-8 text ({exc})") from None
-    if not text.strip():
-        raise DataFormatError(path, "file is empty")
+    path, text = _read_text(path)
     report = DataReport(dataset="charades", file=str(path))
     queries: list[Query] = []
     occurrences: Counter = Counter()
