@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from fsan_lightning import ops
@@ -62,3 +63,28 @@ def test_centred_matching_score_equals_a_literal_loop():
                 mean = sum(row) / L
                 vals.append(max(x - mean for x in row))
         assert abs(float(got[b]) - sum(vals) / len(vals)) < 1e-12
+
+
+def test_smooth_matching_score_equals_a_literal_loop_and_tends_to_max_and_mean():
+    from fsan_lightning import ops
+
+    g = torch.Generator().manual_seed(2)
+    A = torch.rand(2, 3, 5, generator=g).double() * 2 - 1
+    tm = torch.tensor([[True, False, True], [True, True, True]])
+    vm = torch.tensor([[True, True, True, True, False], [True] * 5])
+    t = 0.2
+    got = ops.matching_score(A, tm, vm, temperature=t)
+    for b in range(2):
+        L = int(vm[b].sum())
+        per_token = []
+        for i in range(3):
+            if tm[b, i]:
+                per_token.append(t * math.log(sum(math.exp(float(A[b, i, j]) / t) for j in range(L)) / L))
+        assert abs(float(got[b]) - sum(per_token) / len(per_token)) < 1e-12
+    hard = ops.matching_score(A, tm, vm)
+    assert torch.allclose(ops.matching_score(A, tm, vm, temperature=1e-4), hard, atol=1e-3)
+    mean = torch.stack([A[b, tm[b]][:, vm[b]].mean(dim=1).mean() for b in range(2)])
+    assert torch.allclose(ops.matching_score(A, tm, vm, temperature=1e4), mean, atol=1e-3)
+    assert torch.all(ops.matching_score(A, tm, vm, temperature=t) <= hard + 1e-12)
+    with pytest.raises(ValueError, match="temperature"):
+        ops.matching_score(A, tm, vm, temperature=0.0)

@@ -49,6 +49,10 @@ class FSANCriterion(nn.Module):
         mlp_sap_triplet: with ``grounding_head="mlp"``, keep the triplet loss on the alignment map
             next to the head's MIL triplet loss (the head's score = max over segments of
             sigmoid(logit)).
+        match_temperature: None for Eq. 7's max over clips; t > 0 for the smooth maximum
+            ``t * log(mean_j exp(g(A_ij) / t))`` (``ops.matching_score``): a documented deviation that
+            spreads each word's gradient over the clips near its maximum (measured on the synthetic
+            world: experiments/localization/README.md).
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class FSANCriterion(nn.Module):
         eps: float = 1e-6,
         unknown_id: int | None = 1,
         mlp_sap_triplet: bool = True,
+        match_temperature: float | None = None,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -98,6 +103,9 @@ class FSANCriterion(nn.Module):
         self.eps = eps
         self.unknown_id = unknown_id
         self.mlp_sap_triplet = mlp_sap_triplet
+        if match_temperature is not None and match_temperature <= 0:
+            raise ValueError(f"FSANCriterion: match_temperature must be > 0 or None, got {match_temperature}")
+        self.match_temperature = match_temperature
 
     def forward(self, net: FSAN, batch: Mapping[str, Any], sap_weight: float = 1.0) -> dict[str, Tensor]:
         """Compute the losses.
@@ -196,13 +204,14 @@ class FSANCriterion(nn.Module):
 
     def _match(self, out: FSANOutput, token_mask: Tensor, video_mask: Tensor) -> Tensor:
         """Eq. 7 on g(A) (or on P for ``match_on="P"``, on centred g(A) for ``"centred"``) -> [B]."""
+        t = self.match_temperature
         if self.match_on == "P":
-            return ops.matching_score(out.P, token_mask, video_mask)
+            return ops.matching_score(out.P, token_mask, video_mask, temperature=t)
         g = self._g(out)
         if self.match_on == "centred":
             valid = video_mask[:, None, :].to(g.dtype)
             g = g - (g * valid).sum(dim=2, keepdim=True) / valid.sum(dim=2, keepdim=True).clamp(min=1)
-        return ops.matching_score(g, token_mask, video_mask)
+        return ops.matching_score(g, token_mask, video_mask, temperature=t)
 
     def _sap_losses(
         self, net: FSAN, pos: FSANOutput, tm: Tensor, vm: Tensor, content: Tensor | None

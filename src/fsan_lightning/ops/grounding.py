@@ -73,7 +73,7 @@ def minmax_normalize(A: Tensor, token_mask: Tensor, clip_mask: Tensor, eps: floa
     return torch.where(valid, P, torch.zeros_like(P))
 
 
-def matching_score(A: Tensor, token_mask: Tensor, clip_mask: Tensor) -> Tensor:
+def matching_score(A: Tensor, token_mask: Tensor, clip_mask: Tensor, *, temperature: float | None = None) -> Tensor:
     """Eq. 7: mean over valid tokens of the max over valid clips.
 
     The caller applies the bounded map ``g`` to the raw scores first (Decision 1).
@@ -83,6 +83,10 @@ def matching_score(A: Tensor, token_mask: Tensor, clip_mask: Tensor) -> Tensor:
         token_mask: bool [B, Ns]; a sample with no valid token scores 0 (shared-word masking can
             empty a sentence; the criterion drops such samples).
         clip_mask: bool [B, Nv], non-empty valid prefix.
+        temperature: None for Eq. 7's hard max; t > 0 for the smooth maximum
+            ``t * log(mean_j exp(A_ij / t))`` over the L valid clips (a documented deviation). It lies
+            between the mean (t -> inf) and the max (t -> 0) and spreads the gradient over the clips
+            near the maximum instead of the single arg-max clip.
 
     Returns:
         float [B].
@@ -90,7 +94,14 @@ def matching_score(A: Tensor, token_mask: Tensor, clip_mask: Tensor) -> Tensor:
     B, Ns, Nv = A.shape
     check_mask("matching_score", "token_mask", token_mask, (B, Ns))
     check_clip_mask("matching_score", clip_mask, (B, Nv))
-    best = torch.where(clip_mask[:, None, :], A, -torch.inf).amax(dim=2)
+    if temperature is None:
+        best = torch.where(clip_mask[:, None, :], A, -torch.inf).amax(dim=2)
+    else:
+        if temperature <= 0:
+            raise ValueError(f"matching_score: temperature must be > 0 or None, got {temperature}")
+        scaled = torch.where(clip_mask[:, None, :], A / temperature, -torch.inf)
+        count = clip_mask.sum(dim=1).to(A.dtype)[:, None]
+        best = temperature * (torch.logsumexp(scaled, dim=2) - torch.log(count))
     best = torch.where(token_mask, best, torch.zeros_like(best))
     n = token_mask.sum(dim=1)
     return best.sum(dim=1) / n.clamp(min=1).to(A.dtype)
