@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from fsan_lightning.metrics.iou import IOU_EPS, temporal_iou
 from fsan_lightning.ops.max_sum import max_sum_run as _batched_max_sum_run
 from fsan_lightning.ops.prototype import (
     centred_clip_scores,
@@ -147,12 +148,6 @@ def prototype_scores(batch: dict, mean: torch.Tensor, std: torch.Tensor, prototy
 # ---------------------------------------------------------------------- the learnability check
 
 
-def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else 0.0
-
-
 def max_sum_run(x: np.ndarray) -> tuple[int, int]:
     """(s, e) inclusive of the contiguous run of a 1-d array with the largest sum; ties: the earliest
     start, then the shortest (`fsan_lightning.ops.max_sum.max_sum_run` on one sample)."""
@@ -163,12 +158,11 @@ def max_sum_run(x: np.ndarray) -> tuple[int, int]:
 
 def random_recall(num_valid: int, duration: float, gt: tuple[float, float], thr: float) -> float:
     """Probability that a uniformly random segment (s <= e on the clip grid) has IoU >= thr."""
-    hits = total = 0
-    for s in range(num_valid):
-        for e in range(s, num_valid):
-            total += 1
-            hits += _iou((s * duration / num_valid, (e + 1) * duration / num_valid), gt) >= thr
-    return hits / total
+    s, e = torch.triu_indices(num_valid, num_valid)  # every (s, e) with s <= e
+    clip = duration / num_valid
+    segments = torch.stack([s * clip, (e + 1) * clip], dim=-1).to(torch.float64)
+    ious = temporal_iou(segments, torch.tensor(gt, dtype=torch.float64))
+    return float((ious >= thr - IOU_EPS).to(torch.float64).mean())
 
 
 def prototype_baseline(train: list[Query], evals: dict[str, list[Query]], store: FeatureStore,
@@ -200,11 +194,11 @@ def prototype_baseline(train: list[Query], evals: dict[str, list[Query]], store:
             scores = prototype_scores(batch, fit.mean, fit.std, fit.prototypes, content_only, allowed)
             top1 = rank_moments(scores["segment_scores"], batch["video_mask"], batch["duration"].double(), 1, None)
             lengths = batch["video_mask"].sum(1).tolist()
+            ious = temporal_iou(top1[:, 0, :2], batch["gt"])
             for i, qidx in enumerate(batch["qidx"].tolist()):
                 q = queries[qidx]
-                pred = (float(top1[i, 0, 0]), float(top1[i, 0, 1]))
                 for t in thresholds:
-                    hits[t] += _iou(pred, q.moments[0]) >= t
+                    hits[t] += bool(ious[i] >= t - IOU_EPS)
                     rand[t] += random_recall(lengths[i], q.duration, q.moments[0], t)
         results[split] = {"queries": len(queries)}
         for t in thresholds:

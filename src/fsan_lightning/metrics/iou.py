@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from fsan_lightning.ops.temporal import temporal_iou as ops_temporal_iou
+
 __all__ = ["IOU_EPS", "chunk_iou", "temporal_iou"]
 
 # A hit is `iou >= threshold - IOU_EPS`: seconds such as 0.1 or 0.3 are not exact in binary floating
@@ -38,10 +40,7 @@ def temporal_iou(pred: Tensor, gt: Tensor) -> Tensor:
     # An inverted window (start > end) is treated as empty: it covers no time.
     p0, p1 = pred[..., 0], torch.maximum(pred[..., 0], pred[..., 1])
     g0, g1 = gt[..., 0], torch.maximum(gt[..., 0], gt[..., 1])
-    inter = (torch.minimum(p1, g1) - torch.maximum(p0, g0)).clamp(min=0.0)
-    union = (p1 - p0) + (g1 - g0) - inter
-    safe = torch.where(union > 0, union, torch.ones_like(union))
-    return torch.where(union > 0, inter / safe, torch.zeros_like(inter))
+    return ops_temporal_iou(torch.stack([p0, p1], dim=-1), torch.stack([g0, g1], dim=-1))
 
 
 def chunk_iou(pred: Tensor, gt: Tensor) -> Tensor:
