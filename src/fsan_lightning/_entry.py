@@ -14,7 +14,6 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fsan_lightning.data.text import is_content
 from fsan_lightning.runio import atomic_write_jsonl
 
 log = logging.getLogger(__name__)
@@ -81,7 +80,7 @@ def build_module(cfg: DictConfig, datamodule):
         vocab=list(datamodule.vocab.words),
         video_dim=int(datamodule.video_dim),
         word_dim=int(datamodule.embeddings.shape[1]),
-        function_word_ids=[i for i, w in enumerate(datamodule.vocab.words) if i > 1 and not is_content(w)],
+        function_word_ids=list(datamodule.vocab.function_word_ids),
         _convert_="all",
     )
     if hasattr(module, "load_word_vectors"):
