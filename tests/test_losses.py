@@ -11,6 +11,7 @@ from torch import nn
 from fsan_lightning import ops
 from fsan_lightning.models import FSAN, FSANCriterion, FSANOutput
 from reference_ops import ref_inner_loss_map, ref_minmax, ref_outer_loss_map, ref_segment_scores
+from test_ops_grounding_rules import ref_maxsum
 
 torch.set_num_threads(1)
 VOCAB, VDIM = 12, 4
@@ -36,6 +37,11 @@ class FakeNet(nn.Module):
 
     def min_token_mask(self, token_mask, content_mask):
         return content_mask & token_mask if self.content_minimum else None
+
+    def segment_scores(self, out, token_mask, video_mask, content_mask=None):
+        """The grounding rule FSAN uses with grounding_rule="maxsum", grounding_tokens="content"."""
+        assert out.segment_logits is None and not out.P.requires_grad  # weights come from a detached map
+        return ops.maxsum_segment_scores(out.P, token_mask, video_mask, score_token_mask=content_mask & token_mask)
 
 
 def make_batch(seed: int = 0):
@@ -72,6 +78,8 @@ def literal_losses(
     outer_form="complement",
     content_minimum=False,
     negative_video=False,
+    weights_from="sc",
+    sap_tokens="all",
 ):
     """Eq. 6-13 written sample by sample from DESIGN.md."""
     with torch.no_grad():
@@ -107,7 +115,14 @@ def literal_losses(
         content = batch["content_mask"] if content_minimum else None
         P = ref_minmax(out.A, tm, vm)
         sc = ref_segment_scores(P, tm, vm, min_token_mask=content)
-        lin = ref_inner_loss_map(P, tm, vm)
+        if weights_from == "grounding":
+            sc = ref_maxsum(P, tm, vm, batch["content_mask"])
+        inner_tm = tm
+        if sap_tokens == "content":  # a sample without a content word keeps all its tokens
+            has = (batch["content_mask"] & tm).any(dim=1, keepdim=True)
+            inner_tm = torch.where(has, batch["content_mask"] & tm, tm)
+            content = inner_tm
+        lin = ref_inner_loss_map(P, inner_tm, vm)
         lout = ref_outer_loss_map(P, tm, vm, form=outer_form, min_token_mask=content)
         li = lo = 0.0
         for b in range(B):
@@ -137,6 +152,9 @@ def assert_matches(got, expected):
         ({"outer_form": "printed", "tau": 0.3}, {"outer_form": "printed", "tau": 0.3}),
         ({"l1": 0.5, "l2": 0.2, "l3": 0.3, "margin": 0.5}, {"weights": (0.5, 0.2, 0.3), "margin": 0.5}),
         ({"negative_video": True, "margin": 1.0}, {"negative_video": True, "margin": 1.0}),
+        ({"sap_weights_from": "grounding", "tau": 0.3}, {"weights_from": "grounding", "tau": 0.3}),
+        ({"sap_tokens": "content"}, {"sap_tokens": "content"}),
+        ({"sap_weights_from": "grounding", "sap_tokens": "content"}, {"weights_from": "grounding", "sap_tokens": "content"}),
     ],
 )
 def test_criterion_matches_literal_equations(crit_kw, lit_kw):

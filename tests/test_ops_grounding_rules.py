@@ -21,8 +21,9 @@ def _chosen(token_mask, subset, b):
     return chosen if chosen.numel() else toks
 
 
-def ref_maxsum(P, token_mask, clip_mask, subset=None):
-    """MS(s,e) = sum_{j=s..e} (pbar_j - mean_{k<L} pbar_k), pbar_j = mean over chosen tokens."""
+def ref_maxsum(P, token_mask, clip_mask, subset=None, alpha=0.0):
+    """MS(s,e) = sum_{j=s..e} (pbar_j - mean_{k<L} pbar_k - alpha * sd), pbar_j = mean over chosen tokens,
+    sd the population standard deviation of pbar over the L valid clips."""
     B, _Ns, Nv = P.shape
     out = torch.full((B, Nv, Nv), -math.inf, dtype=P.dtype)
     for b in range(B):
@@ -30,9 +31,10 @@ def ref_maxsum(P, token_mask, clip_mask, subset=None):
         L = int(clip_mask[b].sum())
         pbar = [sum(P[b, i, j] for i in toks) / len(toks) for j in range(L)]
         mean = sum(pbar) / L
+        sd = math.sqrt(sum((x - mean) ** 2 for x in pbar) / L)
         for s in range(L):
             for e in range(s, L):
-                out[b, s, e] = sum(pbar[j] - mean for j in range(s, e + 1))
+                out[b, s, e] = sum(pbar[j] - mean - alpha * sd for j in range(s, e + 1))
     return out
 
 
@@ -61,6 +63,10 @@ def test_maxsum_matches_literal_loops(seed):
     torch.testing.assert_close(
         ops.maxsum_segment_scores(P, tm, cm, score_token_mask=content), ref_maxsum(P, tm, cm, content), **TOL
     )
+    torch.testing.assert_close(
+        ops.maxsum_segment_scores(P, tm, cm, score_token_mask=content, threshold=0.3),
+        ref_maxsum(P, tm, cm, content, alpha=0.3), **TOL
+    )
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -86,6 +92,22 @@ def test_maxsum_hand_computed_prefers_the_whole_bump():
     assert ms[0, 0, 5].item() == pytest.approx(0.0)
     assert ops.best_segment(ms)[0].tolist() == [1, 3]
     assert ms[0, 1, 0].item() == -math.inf
+
+
+def test_maxsum_threshold_shortens_the_run_by_hand():
+    # P = [0, .6, 1, .6, 0, 0]: mean 11/30; centred [-.367, .233, .633, .233, -.367, -.367], sd 0.389.
+    # alpha 0: the run [1, 3] (sum 1.1) beats [2, 2] (0.633); alpha 0.5 subtracts 0.194 per clip:
+    # [1, 3] sums 0.517, [2, 2] 0.439, [1, 2] 0.477 -> still [1, 3]; alpha 1 (0.389 per clip):
+    # [1, 3] -0.067, [2, 2] 0.244, [1, 2] 0.089 -> the peak clip alone.
+    P = torch.tensor([[[0.0, 0.6, 1.0, 0.6, 0.0, 0.0]]], dtype=torch.float64)
+    tm, cm = torch.tensor([[True]]), torch.ones(1, 6, dtype=torch.bool)
+    best = {a: ops.best_segment(ops.maxsum_segment_scores(P, tm, cm, threshold=a))[0].tolist() for a in (0, 0.5, 1)}
+    assert best == {0: [1, 3], 0.5: [1, 3], 1: [2, 2]}
+    sd = math.sqrt(sum((x - 11 / 30) ** 2 for x in (0, 0.6, 1, 0.6, 0, 0)) / 6)
+    ms = ops.maxsum_segment_scores(P, tm, cm, threshold=1.0)
+    assert ms[0, 2, 2].item() == pytest.approx(1 - 11 / 30 - sd)
+    with pytest.raises(ValueError, match="threshold must be >= 0"):
+        ops.maxsum_segment_scores(P, tm, cm, threshold=-0.1)
 
 
 def test_maxsum_gradcheck_and_bad_mask():

@@ -17,6 +17,7 @@ from fsan_lightning.reproduce import sweep
 from fsan_lightning.reproduce.paper import ABLATION_SWITCH, FULL_MODEL_SWITCHES, TABLE4
 
 ROWS = [key for key, _ in TABLE4.settings]
+HEAD_SETTINGS = {"no_grounding_module": {"mlp_mode": "clip", "mlp_segment_rule": "maxsum", "mlp_condition": "none"}}
 
 
 # ----------------------------------------------------------------------------- configs
@@ -28,10 +29,13 @@ def test_ablation_configs_set_exactly_their_switch(row):
         key, value = ABLATION_SWITCH[row]
         expected[key] = value
     assert {k: cfg.model[k] for k in expected} == expected
-    # everything else is the default model's
+    # everything else is the default model's, except the MLP row's own head settings (read only when
+    # grounding_head=mlp; docs/model.md "The MLP head")
+    own = set(HEAD_SETTINGS.get(row, {}))
+    assert {k: cfg.model[k] for k in own} == HEAD_SETTINGS.get(row, {})
     base = compose_config("train", [])
-    assert {k: v for k, v in cfg.model.items() if k not in expected} == \
-        {k: v for k, v in base.model.items() if k not in expected}
+    assert {k: v for k, v in cfg.model.items() if k not in expected and k not in own} == \
+        {k: v for k, v in base.model.items() if k not in expected and k not in own}
 
 
 def test_ablation_row_wins_over_a_model_default_but_not_over_the_command_line():
@@ -57,7 +61,7 @@ def test_experiment_configs_hold_the_papers_settings(name, dataset, clips):
 def test_synthetic_didemo_recipe_composes_a_small_cpu_run(tmp_path):
     rcp = sweep.recipe("table2", None, None, synthetic_dir=tmp_path)
     cfg = compose_config("train", list(rcp.base) + ["ablation=full"])
-    small = compose_config("train", ["model=fsan_small"])
+    small = compose_config("train", ["experiment=synthetic_cpu"])
     assert cfg.data.dataset == "didemo" and cfg.data.data_dir == str(tmp_path)
     assert cfg.data.features == "didemo_features.hdf5" and cfg.data.num_clips == 6 and cfg.data.num_workers == 0
     assert cfg.data.feature_key == "{vid}/c3d_features"  # how data.synthetic writes every format

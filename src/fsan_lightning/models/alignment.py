@@ -21,6 +21,8 @@ class AlignmentMap(nn.Module):
         score_scale: the scale of A (a temperature for a sigmoid/tanh matching function; P and the
             ``"cosine"`` matching function do not depend on it).
         learn_score_scale: make the scale a learned parameter (kept positive through its log).
+        projection: ``"linear"`` (the paper's ``W_s``, ``W_v``) or ``"identity"`` (none: A compares
+            S'' and V'' directly; ``align_dim`` must equal ``d_model``; a documented deviation).
     """
 
     def __init__(
@@ -30,15 +32,21 @@ class AlignmentMap(nn.Module):
         align_form: str = "cosine",
         score_scale: float = 10.0,
         learn_score_scale: bool = False,
+        projection: str = "linear",
     ) -> None:
         super().__init__()
+        if projection not in ("linear", "identity"):
+            raise ValueError(f"AlignmentMap: projection must be 'linear' or 'identity', got {projection!r}")
+        if projection == "identity" and align_dim != d_model:
+            raise ValueError(f"AlignmentMap: projection='identity' needs align_dim == d_model, got {align_dim} != {d_model}")
         if align_form not in ("cosine", "dot"):
             raise ValueError(f"AlignmentMap: align_form must be 'cosine' or 'dot', got {align_form!r}")
         if score_scale <= 0:
             raise ValueError(f"AlignmentMap: score_scale must be > 0, got {score_scale}")
         self.align_form = align_form
-        self.text_proj = nn.Linear(d_model, align_dim, bias=False)
-        self.video_proj = nn.Linear(d_model, align_dim, bias=False)
+        linear = projection == "linear"
+        self.text_proj = nn.Linear(d_model, align_dim, bias=False) if linear else nn.Identity()
+        self.video_proj = nn.Linear(d_model, align_dim, bias=False) if linear else nn.Identity()
         log_scale = torch.tensor(math.log(score_scale))
         if learn_score_scale:
             self.log_scale = nn.Parameter(log_scale)

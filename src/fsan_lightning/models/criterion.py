@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -13,6 +14,8 @@ from .fsan import FSAN, FSANOutput
 
 _CHOICES = {
     "mask_shared": ("both", "negative", "none"),
+    "sap_weights_from": ("sc", "grounding"),
+    "sap_tokens": ("all", "content"),
     "match_fn": ("cosine", "sigmoid", "tanh", "identity"),
     "match_on": ("raw", "P", "centred"),
     "outer_form": ("complement", "printed"),
@@ -49,6 +52,11 @@ class FSANCriterion(nn.Module):
         mlp_sap_triplet: with ``grounding_head="mlp"``, keep the triplet loss on the alignment map
             next to the head's MIL triplet loss (the head's score = max over segments of
             sigmoid(logit)).
+        mlp_mil_temperature: the MLP head's MIL video score (``ops.mil_pool`` of sigmoid(logit) over
+            the instances: the valid segments, or the valid clips when the head's ``mode="clip"``):
+            None for the hard max (as first built); t > 0 for the smooth maximum
+            ``t * log(mean exp(sigmoid(logit) / t))`` (a documented deviation: the hard max gives
+            the whole gradient to the single most discriminative instance).
         match_temperature: None for Eq. 7's max over clips; t > 0 for the smooth maximum
             ``t * log(mean_j exp(g(A_ij) / t))`` (``ops.matching_score``): a documented deviation that
             spreads each word's gradient over the clips near its maximum (measured on the synthetic
@@ -73,7 +81,10 @@ class FSANCriterion(nn.Module):
         eps: float = 1e-6,
         unknown_id: int | None = 1,
         mlp_sap_triplet: bool = True,
+        mlp_mil_temperature: float | None = None,
         match_temperature: float | None = None,
+        sap_weights_from: str = "sc",
+        sap_tokens: str = "all",
     ) -> None:
         super().__init__()
         for name, value in (
@@ -82,6 +93,8 @@ class FSANCriterion(nn.Module):
             ("match_on", match_on),
             ("outer_form", outer_form),
             ("weight_form", weight_form),
+            ("sap_weights_from", sap_weights_from),
+            ("sap_tokens", sap_tokens),
         ):
             if value not in _CHOICES[name]:
                 raise ValueError(f"FSANCriterion: {name} must be one of {_CHOICES[name]}, got {value!r}")
@@ -103,9 +116,16 @@ class FSANCriterion(nn.Module):
         self.eps = eps
         self.unknown_id = unknown_id
         self.mlp_sap_triplet = mlp_sap_triplet
+        if mlp_mil_temperature is not None and mlp_mil_temperature <= 0:
+            raise ValueError(
+                f"FSANCriterion: mlp_mil_temperature must be > 0 or None, got {mlp_mil_temperature}"
+            )
+        self.mlp_mil_temperature = mlp_mil_temperature
         if match_temperature is not None and match_temperature <= 0:
             raise ValueError(f"FSANCriterion: match_temperature must be > 0 or None, got {match_temperature}")
         self.match_temperature = match_temperature
+        self.sap_weights_from = sap_weights_from
+        self.sap_tokens = sap_tokens
 
     def forward(self, net: FSAN, batch: Mapping[str, Any], sap_weight: float = 1.0) -> dict[str, Tensor]:
         """Compute the losses.
@@ -162,9 +182,12 @@ class FSANCriterion(nn.Module):
             )
         if pos.segment_logits is not None:
             every = torch.ones_like(usable)
-            lt_mlp = _masked_mean(ops.triplet_loss(_mil(pos), _mil(neg), self.margin), every)
+            t = self.mlp_mil_temperature
+            mil_pos = _mil(net, pos, tm, vm, t)
+            lt_mlp = _masked_mean(ops.triplet_loss(mil_pos, _mil(net, neg, ntm, vm, t), self.margin), every)
             if self.negative_video:
-                lt_mlp_video = _masked_mean(ops.triplet_loss(_mil(pos), _mil(nv), self.margin), nv_ok)
+                mil_nv = _mil(net, nv, tm, vm[nv_idx], t)
+                lt_mlp_video = _masked_mean(ops.triplet_loss(mil_pos, mil_nv, self.margin), nv_ok)
                 lt_mlp = lt_mlp + self.negative_video_weight * lt_mlp_video
             lt = lt_mlp
             if self.mlp_sap_triplet:
@@ -218,9 +241,21 @@ class FSANCriterion(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Li, Lo (Eqs. 9-12) on the positive pair, weighted by detached segment weights."""
         min_mask = net.min_token_mask(tm, content)
-        sc = ops.segment_scores(pos.P.detach(), tm, vm, min_token_mask=min_mask)
+        if self.sap_weights_from == "grounding":
+            # the network's grounding rule on the detached map (never the MLP head's logits)
+            detached = replace(pos, P=pos.P.detach(), segment_logits=None)
+            sc = net.segment_scores(detached, tm, vm, content_mask=content)
+        else:
+            sc = ops.segment_scores(pos.P.detach(), tm, vm, min_token_mask=min_mask)
         w = ops.segment_weights(sc, vm, self.tau, self.weight_form)
-        lin = ops.inner_loss_map(pos.P, tm, vm, self.eps)
+        inner_tm = tm
+        if self.sap_tokens == "content":
+            if content is None:
+                raise ValueError("FSANCriterion: sap_tokens='content' needs the batch's content_mask")
+            has = (content & tm).any(dim=1, keepdim=True)
+            inner_tm = torch.where(has, content & tm, tm)
+            min_mask = inner_tm
+        lin = ops.inner_loss_map(pos.P, inner_tm, vm, self.eps)
         lout = ops.outer_loss_map(pos.P, tm, vm, self.eps, form=self.outer_form, min_token_mask=min_mask)
         return ops.weighted_segment_loss(w, lin).mean(), ops.weighted_segment_loss(w, lout).mean()
 
@@ -238,6 +273,14 @@ def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return x.sum() / mask.sum().clamp(min=1).to(x.dtype)
 
 
-def _mil(out: FSANOutput) -> Tensor:
-    """Video-level score of the MLP head: max over valid segments of sigmoid(logit) -> [B]."""
-    return torch.sigmoid(out.segment_logits).flatten(1).amax(dim=1)
+def _mil(
+    net: FSAN, out: FSANOutput, token_mask: Tensor, video_mask: Tensor, temperature: float | None
+) -> Tensor:
+    """Video-level score of the MLP head -> [B]: ``ops.mil_pool`` (hard max for ``temperature=None``,
+    else the smooth maximum) of sigmoid(logit) over the valid segments, or over the valid clips
+    (``net.head.clip_logits``) when the head's ``mode="clip"``."""
+    head = net.head
+    if head is not None and head.mode == "clip":
+        logits = head.clip_logits(out.video_features, video_mask, out.text_features, token_mask)
+        return ops.mil_pool(torch.sigmoid(logits), video_mask, temperature)
+    return ops.mil_pool(torch.sigmoid(out.segment_logits), ops.segment_mask(video_mask), temperature)

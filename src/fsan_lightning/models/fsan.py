@@ -49,7 +49,7 @@ class FSAN(nn.Module):
     Args:
         vocab_size, word_dim: size of the word-vector matrix (from the data side; GloVe 50-d default).
         video_dim: clip feature width Dv (paper: 500).
-        d_model: hidden width (paper: 512).
+        d_model: hidden width (paper: 512); None = ``video_dim`` (needed by ``video_projection="identity"``).
         text_layers: transformer layers of the text encoder (0 = projection only).
         icim_layers: ICIM layers (paper: 6). num_heads, ffn_dim, dropout: attention heads, FFN width,
             dropout of every transformer block (paper dropout: 0.1).
@@ -57,15 +57,27 @@ class FSAN(nn.Module):
         cross_attn, inner_attn: ICIM ablation switches (Table 4 rows 3, 4).
         grounding_head: ``"sap"`` (SC on the alignment map, Eq. 8) or ``"mlp"`` (Decision 4, Table 4 row 1).
         freeze_embeddings: keep the word vectors fixed.
+        word_residual: a learned per-word vector added to the projected word vector (zero at init).
+        video_projection: ``"linear"`` (paper) or ``"identity"``: no learned map on the video side.
+        align_projection: ``"linear"`` (paper's ``W_s``, ``W_v``) or ``"identity"`` (none).
+            The last three are documented deviations: with ``identity`` on both and no ICIM, words
+            are learned as directions in the clip feature space itself (docs/model.md).
         align_dim: width ``d_l`` of ``W_s``, ``W_v`` (None = ``d_model``).
         align_form: ``"cosine"`` or ``"dot"`` (see :class:`AlignmentMap`).
         score_scale, learn_score_scale: scale of A and whether it is learned.
         sc_min_tokens: tokens entering SC's minimum ``m_j``: ``"all"`` (DESIGN) or ``"content"``
             (content words only, DESIGN "Known risk"; needs ``content_mask``).
         mlp_hidden: width of the MLP head.
+        mlp_mode, mlp_segment_rule, mlp_condition: the MLP head's ``mode`` (``"segment"``: every
+            segment pooled and scored, as first built; ``"clip"``: clips scored, segments from the
+            clip logits), ``segment_rule`` (``"maxsum"`` | ``"contrast"``, clip mode) and
+            ``condition`` (``"none"`` | ``"product"``: clip features times the sentence's mean S'');
+            see :class:`MLPGroundingHead`.
         grounding_rule: how the ``"sap"`` head ranks segments at inference: ``"sc"`` (Eq. 8) or
             ``"maxsum"`` (centred window sums of the token-mean map, :func:`ops.maxsum_segment_scores`;
             a documented deviation). The SAP losses' weights always use SC.
+        maxsum_threshold: alpha of the ``"maxsum"`` rule: clips enter a segment when they lie alpha
+            standard deviations (of the video's token-mean map) above its mean (0 = the plain rule).
         grounding_tokens: tokens averaged into the grounding score (SC's ``pos`` or the max-sum
             map): ``"all"`` (DESIGN) or ``"content"`` (needs ``content_mask``).
     """
@@ -75,7 +87,7 @@ class FSAN(nn.Module):
         vocab_size: int,
         word_dim: int,
         video_dim: int,
-        d_model: int = 512,
+        d_model: int | None = 512,
         text_layers: int = 1,
         icim_layers: int = 6,
         num_heads: int = 8,
@@ -96,6 +108,13 @@ class FSAN(nn.Module):
         grounding_rule: str = "sc",
         grounding_tokens: str = "all",
         video_center: bool = False,
+        word_residual: bool = False,
+        maxsum_threshold: float = 0.0,
+        video_projection: str = "linear",
+        align_projection: str = "linear",
+        mlp_mode: str = "segment",
+        mlp_segment_rule: str = "maxsum",
+        mlp_condition: str = "none",
     ) -> None:
         super().__init__()
         if grounding_head not in ("sap", "mlp"):
@@ -106,6 +125,8 @@ class FSAN(nn.Module):
             raise ValueError(f"FSAN: grounding_rule must be 'sc' or 'maxsum', got {grounding_rule!r}")
         if grounding_tokens not in ("all", "content"):
             raise ValueError(f"FSAN: grounding_tokens must be 'all' or 'content', got {grounding_tokens!r}")
+        if d_model is None:
+            d_model = video_dim
         if d_model % num_heads:
             raise ValueError(f"FSAN: d_model={d_model} must be divisible by num_heads={num_heads}")
         self.vocab_size = vocab_size
@@ -113,17 +134,25 @@ class FSAN(nn.Module):
         self.sc_min_tokens = sc_min_tokens
         self.grounding_rule = grounding_rule
         self.grounding_tokens = grounding_tokens
+        if maxsum_threshold < 0:
+            raise ValueError(f"FSAN: maxsum_threshold must be >= 0, got {maxsum_threshold}")
+        self.maxsum_threshold = float(maxsum_threshold)
         self.text_encoder = TextEncoder(
-            vocab_size, word_dim, d_model, text_layers, num_heads, ffn_dim, dropout, freeze_embeddings
+            vocab_size, word_dim, d_model, text_layers, num_heads, ffn_dim, dropout, freeze_embeddings,
+            word_residual=word_residual,
         )
-        self.video_encoder = VideoEncoder(video_dim, d_model, dropout, center=video_center)
+        self.video_encoder = VideoEncoder(video_dim, d_model, dropout, center=video_center, projection=video_projection)
         self.icim = ICIM(
             d_model, icim_layers, num_heads, ffn_dim, dropout, max_tokens, max_clips, cross_attn, inner_attn
         )
         self.alignment = AlignmentMap(
-            d_model, align_dim or d_model, align_form, score_scale, learn_score_scale
+            d_model, align_dim or d_model, align_form, score_scale, learn_score_scale, projection=align_projection
         )
-        self.head = MLPGroundingHead(d_model, mlp_hidden, dropout) if grounding_head == "mlp" else None
+        self.head = (
+            MLPGroundingHead(d_model, mlp_hidden, dropout, mlp_mode, mlp_segment_rule, mlp_condition)
+            if grounding_head == "mlp"
+            else None
+        )
 
     def load_word_vectors(self, matrix: Tensor) -> None:
         """Copy the [vocab_size, word_dim] word-vector matrix into the text encoder."""
@@ -145,7 +174,7 @@ class FSAN(nn.Module):
         V = self.video_encoder(video, video_mask)
         S, V = self.icim(S, V, token_mask, video_mask)
         A, P, cosine = self.alignment(S, V, token_mask, video_mask)
-        logits = self.head(V, video_mask) if self.head is not None else None
+        logits = self.head(V, video_mask, S, token_mask) if self.head is not None else None
         return FSANOutput(A=A, P=P, text_features=S, video_features=V, cosine=cosine, segment_logits=logits)
 
     def min_token_mask(self, token_mask: Tensor, content_mask: Tensor | None) -> Tensor | None:
@@ -195,7 +224,9 @@ class FSAN(nn.Module):
                 raise ValueError("FSAN: grounding_tokens='content' needs the batch's content_mask")
             score_tokens = content_mask & token_mask
         if self.grounding_rule == "maxsum":
-            return ops.maxsum_segment_scores(out.P, token_mask, video_mask, score_token_mask=score_tokens)
+            return ops.maxsum_segment_scores(
+                out.P, token_mask, video_mask, score_token_mask=score_tokens, threshold=self.maxsum_threshold
+            )
         return ops.segment_scores(
             out.P,
             token_mask,

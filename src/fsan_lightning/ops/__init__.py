@@ -9,6 +9,7 @@ from .grounding import (
     assemble_by_length,
     inner_loss_map,
     matching_score,
+    token_match_scores,
     maxsum_segment_scores,
     minmax_normalize,
     outer_loss_map,
@@ -22,6 +23,7 @@ from .losses import (
     triplet_loss,
     weighted_segment_loss,
 )
+from .mil import clip_segment_scores as clip_segment_scores, mil_pool as mil_pool
 from .temporal import best_segment, rank_moments, temporal_iou, temporal_nms
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "inner_loss_map",
     "localization_stats",
     "matching_score",
+    "token_match_scores",
     "maxsum_segment_scores",
     "minmax_normalize",
     "negative_video_indices",

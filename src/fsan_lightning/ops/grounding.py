@@ -20,6 +20,7 @@ __all__ = [
     "assemble_by_length",
     "inner_loss_map",
     "matching_score",
+    "token_match_scores",
     "maxsum_segment_scores",
     "minmax_normalize",
     "outer_loss_map",
@@ -73,6 +74,28 @@ def minmax_normalize(A: Tensor, token_mask: Tensor, clip_mask: Tensor, eps: floa
     return torch.where(valid, P, torch.zeros_like(P))
 
 
+def token_match_scores(A: Tensor, clip_mask: Tensor, *, temperature: float | None = None) -> Tensor:
+    """Each token's best score over the valid clips: the inner part of Eq. 7.
+
+    Args:
+        A: float [B, Ns, Nv]. clip_mask: bool [B, Nv], non-empty valid prefix.
+        temperature: None for the hard max; t > 0 for the smooth maximum ``t * log(mean_j exp(A_ij / t))``
+            over the L valid clips (see :func:`matching_score`).
+
+    Returns:
+        float [B, Ns] (padded tokens are not masked here).
+    """
+    B, Ns, Nv = A.shape
+    check_clip_mask("token_match_scores", clip_mask, (B, Nv))
+    if temperature is None:
+        return torch.where(clip_mask[:, None, :], A, -torch.inf).amax(dim=2)
+    if temperature <= 0:
+        raise ValueError(f"matching_score: temperature must be > 0 or None, got {temperature}")
+    scaled = torch.where(clip_mask[:, None, :], A / temperature, -torch.inf)
+    count = clip_mask.sum(dim=1).to(A.dtype)[:, None]
+    return temperature * (torch.logsumexp(scaled, dim=2) - torch.log(count))
+
+
 def matching_score(A: Tensor, token_mask: Tensor, clip_mask: Tensor, *, temperature: float | None = None) -> Tensor:
     """Eq. 7: mean over valid tokens of the max over valid clips.
 
@@ -94,14 +117,7 @@ def matching_score(A: Tensor, token_mask: Tensor, clip_mask: Tensor, *, temperat
     B, Ns, Nv = A.shape
     check_mask("matching_score", "token_mask", token_mask, (B, Ns))
     check_clip_mask("matching_score", clip_mask, (B, Nv))
-    if temperature is None:
-        best = torch.where(clip_mask[:, None, :], A, -torch.inf).amax(dim=2)
-    else:
-        if temperature <= 0:
-            raise ValueError(f"matching_score: temperature must be > 0 or None, got {temperature}")
-        scaled = torch.where(clip_mask[:, None, :], A / temperature, -torch.inf)
-        count = clip_mask.sum(dim=1).to(A.dtype)[:, None]
-        best = temperature * (torch.logsumexp(scaled, dim=2) - torch.log(count))
+    best = token_match_scores(A, clip_mask, temperature=temperature)
     best = torch.where(token_mask, best, torch.zeros_like(best))
     n = token_mask.sum(dim=1)
     return best.sum(dim=1) / n.clamp(min=1).to(A.dtype)
@@ -199,11 +215,16 @@ def segment_scores(
 
 
 def maxsum_segment_scores(
-    P: Tensor, token_mask: Tensor, clip_mask: Tensor, *, score_token_mask: Tensor | None = None
+    P: Tensor,
+    token_mask: Tensor,
+    clip_mask: Tensor,
+    *,
+    score_token_mask: Tensor | None = None,
+    threshold: float = 0.0,
 ) -> Tensor:
     """Centred window sums of the token-mean map (an alternative to Eq. 8, not the paper's rule).
 
-    ``pbar_j = mean_{chosen i} P[i, j]``, ``c_j = pbar_j - (1/L) sum_{k<L} pbar_k`` and
+    ``pbar_j = mean_{chosen i} P[i, j]``, ``c_j = pbar_j - (1/L) sum_{k<L} pbar_k - alpha * sd`` and
     ``MS(s, e) = sum_{j in [s, e]} c_j``. Its arg-max is the maximum-sum contiguous run of ``c``:
     it extends a segment while the clips it adds lie above the video's mean, so its length follows
     the map instead of favouring short peaks as SC's length-normalised mean does.
@@ -212,6 +233,9 @@ def maxsum_segment_scores(
         P: float [B, Ns, Nv]. token_mask: bool [B, Ns]. clip_mask: bool [B, Nv] (valid prefix).
         score_token_mask: bool [B, Ns] or None: tokens averaged into ``pbar`` (default all valid
             tokens); a sample with none of them uses all its valid tokens.
+        threshold: alpha >= 0: ``c_j = pbar_j - mean(pbar) - alpha * std(pbar)`` (population std over
+            the video's valid clips): a clip joins the segment only when it lies alpha standard
+            deviations above the video's mean. 0 is the plain rule; larger values give shorter runs.
 
     Returns:
         float [B, Nv, Nv], ``-inf`` on invalid cells.
@@ -221,7 +245,13 @@ def maxsum_segment_scores(
     pbar = _token_mean(P, _chosen_tokens("maxsum_segment_scores", token_mask, score_token_mask))
     L = clip_mask.sum(dim=1, keepdim=True).to(P.dtype)
     pbar = torch.where(clip_mask, pbar, torch.zeros_like(pbar))
-    c = torch.where(clip_mask, pbar - pbar.sum(dim=1, keepdim=True) / L, torch.zeros_like(pbar))
+    if threshold < 0:
+        raise ValueError(f"maxsum_segment_scores: threshold must be >= 0, got {threshold}")
+    centred = pbar - pbar.sum(dim=1, keepdim=True) / L
+    if threshold:
+        sd = (torch.where(clip_mask, centred, torch.zeros_like(centred)) ** 2).sum(dim=1, keepdim=True).div(L).sqrt()
+        centred = centred - threshold * sd
+    c = torch.where(clip_mask, centred, torch.zeros_like(pbar))
     ms = _window_sums(c)
     return torch.where(segment_mask(clip_mask), ms, torch.full_like(ms, -torch.inf))
 
