@@ -58,6 +58,8 @@ class FSAN(nn.Module):
         grounding_head: ``"sap"`` (SC on the alignment map, Eq. 8) or ``"mlp"`` (Decision 4, Table 4 row 1).
         freeze_embeddings: keep the word vectors fixed.
         word_residual: a learned per-word vector added to the projected word vector (zero at init).
+        icim_residual: ``"postnorm"`` (Eqs. 3-4) or ``"gated"``: zero-initialised gated residuals
+            without LayerNorm, so that ICIM starts as the identity (a documented deviation).
         video_projection: ``"linear"`` (paper) or ``"identity"``: no learned map on the video side.
         align_projection: ``"linear"`` (paper's ``W_s``, ``W_v``) or ``"identity"`` (none).
             The last three are documented deviations: with ``identity`` on both and no ICIM, words
@@ -109,6 +111,7 @@ class FSAN(nn.Module):
         grounding_tokens: str = "all",
         video_center: bool = False,
         word_residual: bool = False,
+        icim_residual: str = "postnorm",
         maxsum_threshold: float = 0.0,
         video_projection: str = "linear",
         align_projection: str = "linear",
@@ -143,7 +146,8 @@ class FSAN(nn.Module):
         )
         self.video_encoder = VideoEncoder(video_dim, d_model, dropout, center=video_center, projection=video_projection)
         self.icim = ICIM(
-            d_model, icim_layers, num_heads, ffn_dim, dropout, max_tokens, max_clips, cross_attn, inner_attn
+            d_model, icim_layers, num_heads, ffn_dim, dropout, max_tokens, max_clips, cross_attn, inner_attn,
+            residual=icim_residual,
         )
         self.alignment = AlignmentMap(
             d_model, align_dim or d_model, align_form, score_scale, learn_score_scale, projection=align_projection
