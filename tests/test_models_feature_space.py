@@ -93,3 +93,37 @@ def test_feature_space_net_compares_words_with_raw_clips():
 def test_identity_projection_with_a_different_width_fails_early():
     with pytest.raises(ValueError, match="d_model == video_dim"):
         make_feature_space_net(d_model=16)
+
+
+def test_gated_icim_starts_as_the_identity_and_learns_its_gates():
+    from fsan_lightning.models.icim import ICIM, AttentionBlock
+
+    torch.manual_seed(0)
+    icim = ICIM(16, num_layers=2, num_heads=2, ffn_dim=24, dropout=0.0, max_tokens=8, max_clips=8, residual="gated")
+    S, V = torch.randn(2, 5, 16), torch.randn(2, 6, 16)
+    tm = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    vm = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    S2, V2 = icim(S, V, tm, vm)
+    # gates at 0: only the positions are added (padding zeroed)
+    torch.testing.assert_close(S2, torch.where(tm[..., None], S + icim.text_pos[:5], torch.zeros_like(S)))
+    torch.testing.assert_close(V2, torch.where(vm[..., None], V + icim.video_pos[:6], torch.zeros_like(V)))
+    assert not any("norm" in name for name, _ in icim.named_parameters())
+    (S2.sum() + V2.pow(2).sum()).backward()
+    gates = [p for name, p in icim.named_parameters() if "gate" in name]
+    assert len(gates) == 2 * 4 * 2  # layers x blocks x (attention, ffn)
+    assert any(float(g.grad.abs()) > 0 for g in gates)
+    with pytest.raises(ValueError, match="residual"):
+        AttentionBlock(16, 2, 24, 0.0, residual="prenorm")
+
+
+def test_postnorm_icim_is_unchanged_by_the_option():
+    from fsan_lightning.models.icim import ICIM
+
+    torch.manual_seed(1)
+    default = ICIM(16, num_layers=1, num_heads=2, ffn_dim=24, dropout=0.0)
+    torch.manual_seed(1)
+    explicit = ICIM(16, num_layers=1, num_heads=2, ffn_dim=24, dropout=0.0, residual="postnorm")
+    S, V = torch.randn(1, 4, 16), torch.randn(1, 5, 16)
+    tm, vm = torch.ones(1, 4, dtype=torch.bool), torch.ones(1, 5, dtype=torch.bool)
+    for a, b in zip(default(S, V, tm, vm), explicit(S, V, tm, vm)):
+        torch.testing.assert_close(a, b)
