@@ -1,0 +1,54 @@
+"""`make train`'s recipe (experiment=synthetic_cpu, model fsan_synthetic) end to end on the tiny world."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import QUIET, compose_config, world_overrides
+from fsan_lightning.lit.predictor import FSANPredictor
+from test_predict import assert_same_windows, read_features
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tiny_world_dir, tmp_path_factory, monkeypatch_module):
+    from fsan_lightning.train import train
+
+    monkeypatch_module.setenv("WANDB_MODE", "disabled")
+    run_dir = tmp_path_factory.mktemp("recipe")
+    # no model.* overrides: the recipe's own network, its width following the world's features
+    cfg = compose_config("train", ["experiment=synthetic_cpu", *world_overrides(tiny_world_dir), *QUIET,
+                                   f"paths.output_dir={run_dir}", "trainer.max_epochs=2"])
+    return run_dir, train(cfg), cfg
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_recipe_builds_the_feature_space_model(recipe_run, tiny_world_dir):
+    _, results, cfg = recipe_run
+    m = cfg.model
+    assert (m.d_model, m.video_projection, m.align_projection, m.word_residual) == (None, "identity", "identity", True)
+    assert (m.grounding_rule, m.maxsum_threshold, m.sap_loss, m.icim_layers) == ("maxsum", 0.25, False, 0)
+    predictor = FSANPredictor.from_checkpoint(results["checkpoint"])
+    net = predictor.module.net
+    feature_dim = read_features(tiny_world_dir, "v_syn_test00000").shape[1]
+    assert net.video_encoder.proj.__class__.__name__ == "Identity"
+    assert net.text_encoder.residual.weight.shape[1] == feature_dim  # d_model null -> the feature width
+    assert net.maxsum_threshold == 0.25
+    assert set(results["test"]) >= {"R1@0.5", "mIoU"}
+
+
+def test_recipe_checkpoint_predicts_what_the_test_run_wrote(recipe_run, tiny_world_dir):
+    run_dir, results, _ = recipe_run
+    torch.set_num_threads(1)
+    predictor = FSANPredictor.from_checkpoint(results["checkpoint"])
+    rows = [json.loads(line) for line in (run_dir / "predictions_test.jsonl").read_text().splitlines()]
+    for ref in rows[:5]:
+        got = predictor.predict(ref["query"], read_features(tiny_world_dir, ref["vid"]), ref["duration"])
+        assert_same_windows(got["pred_relevant_windows"], ref["pred_relevant_windows"])
