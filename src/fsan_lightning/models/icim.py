@@ -27,14 +27,14 @@ class AttentionBlock(nn.Module):
             raise ValueError(f"AttentionBlock: residual must be one of {RESIDUALS}, got {residual!r}")
         self.residual = residual
         self.attn = nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)
-        self.norm1 = nn.LayerNorm(d_model)
+        postnorm = residual == "postnorm"
+        self.norm1 = nn.LayerNorm(d_model) if postnorm else None
         self.ffn = nn.Sequential(
             nn.Linear(d_model, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model)
         )
-        self.norm2 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model) if postnorm else None
         self.dropout = nn.Dropout(dropout)
-        if residual == "gated":
-            self.norm1 = self.norm2 = None
+        if not postnorm:
             self.gate_attn = nn.Parameter(torch.zeros(()))
             self.gate_ffn = nn.Parameter(torch.zeros(()))
 

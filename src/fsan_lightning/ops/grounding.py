@@ -20,7 +20,6 @@ __all__ = [
     "assemble_by_length",
     "inner_loss_map",
     "matching_score",
-    "token_match_scores",
     "maxsum_segment_scores",
     "minmax_normalize",
     "outer_loss_map",
@@ -74,28 +73,6 @@ def minmax_normalize(A: Tensor, token_mask: Tensor, clip_mask: Tensor, eps: floa
     return torch.where(valid, P, torch.zeros_like(P))
 
 
-def token_match_scores(A: Tensor, clip_mask: Tensor, *, temperature: float | None = None) -> Tensor:
-    """Each token's best score over the valid clips: the inner part of Eq. 7.
-
-    Args:
-        A: float [B, Ns, Nv]. clip_mask: bool [B, Nv], non-empty valid prefix.
-        temperature: None for the hard max; t > 0 for the smooth maximum ``t * log(mean_j exp(A_ij / t))``
-            over the L valid clips (see :func:`matching_score`).
-
-    Returns:
-        float [B, Ns] (padded tokens are not masked here).
-    """
-    B, Ns, Nv = A.shape
-    check_clip_mask("token_match_scores", clip_mask, (B, Nv))
-    if temperature is None:
-        return torch.where(clip_mask[:, None, :], A, -torch.inf).amax(dim=2)
-    if temperature <= 0:
-        raise ValueError(f"matching_score: temperature must be > 0 or None, got {temperature}")
-    scaled = torch.where(clip_mask[:, None, :], A / temperature, -torch.inf)
-    count = clip_mask.sum(dim=1).to(A.dtype)[:, None]
-    return temperature * (torch.logsumexp(scaled, dim=2) - torch.log(count))
-
-
 def matching_score(A: Tensor, token_mask: Tensor, clip_mask: Tensor, *, temperature: float | None = None) -> Tensor:
     """Eq. 7: mean over valid tokens of the max over valid clips.
 
@@ -117,7 +94,14 @@ def matching_score(A: Tensor, token_mask: Tensor, clip_mask: Tensor, *, temperat
     B, Ns, Nv = A.shape
     check_mask("matching_score", "token_mask", token_mask, (B, Ns))
     check_clip_mask("matching_score", clip_mask, (B, Nv))
-    best = token_match_scores(A, clip_mask, temperature=temperature)
+    if temperature is None:
+        best = torch.where(clip_mask[:, None, :], A, -torch.inf).amax(dim=2)
+    else:
+        if temperature <= 0:
+            raise ValueError(f"matching_score: temperature must be > 0 or None, got {temperature}")
+        scaled = torch.where(clip_mask[:, None, :], A / temperature, -torch.inf)
+        count = clip_mask.sum(dim=1).to(A.dtype)[:, None]
+        best = temperature * (torch.logsumexp(scaled, dim=2) - torch.log(count))
     best = torch.where(token_mask, best, torch.zeros_like(best))
     n = token_mask.sum(dim=1)
     return best.sum(dim=1) / n.clamp(min=1).to(A.dtype)
