@@ -1,0 +1,134 @@
+"""Regression pins of the composable-model refactor (issue 15), written before it and kept.
+
+* the losses and ranked windows of one fixed batch for every shipped model config (and every Table 4
+  row on the CPU models), seeded: fast;
+* the test metrics of `make train`'s recipe, of the five Table 4 rows and of the two baselines on the
+  tiny world, 2 epochs: slow.
+
+``FSAN_WRITE_PINS=1`` rewrites ``pins.json`` from the current code (only when a change of numbers is
+intended and explained in the commit message).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import QUIET, compose_config, world_overrides
+
+PINS = Path(__file__).with_name("pins.json")
+WRITE = os.environ.get("FSAN_WRITE_PINS") == "1"
+TOL = 1e-6
+
+# (model config, ablation row or None)
+BATCH_CASES = [
+    ("fsan", None), ("fsan_small", None), ("fsan_synthetic", None), ("fsan_synthetic_full", None),
+    *[(m, row) for m in ("fsan_small", "fsan_synthetic_full")
+      for row in ("full", "no_grounding_module", "no_sap_loss", "no_cross_attn", "no_inner_attn")],
+]
+TRAIN_CASES = {
+    "make_train": ["experiment=synthetic_cpu"],
+    **{f"table4_{row}": ["experiment=synthetic_table4", f"ablation={row}", "model.d_model=32",
+                         "model.num_heads=2", "model.ffn_dim=64", "model.mlp_hidden=32"]
+       for row in ("full", "no_grounding_module", "no_sap_loss", "no_cross_attn", "no_inner_attn")},
+    "prototype": ["model=prototype"],
+    "random": ["model=random"],
+}
+
+VOCAB_SIZE, WORD_DIM, VIDEO_DIM, FUNCTION_IDS = 60, 50, 32, [2, 3, 4, 5]
+
+
+def _stub_data():
+    """What ``build_module`` reads of a data module: vocabulary, feature width, word vectors."""
+    g = np.random.default_rng(0)
+    words = ["<pad>", "<unk>", *[f"w{i}" for i in range(2, VOCAB_SIZE)]]
+    vocab = SimpleNamespace(words=words, function_word_ids=FUNCTION_IDS)
+    emb = g.standard_normal((VOCAB_SIZE, WORD_DIM)).astype(np.float32)
+    return SimpleNamespace(vocab=vocab, embeddings=emb, video_dim=VIDEO_DIM, dataset="synthetic",
+                           num_clips=16, max_tokens=20)
+
+
+def fixed_batch() -> dict:
+    """B=4 training/eval batch: clips [4, 16, 32] of lengths 16/12/9/16, sentences of 7/5/6/3 tokens."""
+    g = torch.Generator().manual_seed(123)
+    B, Nv, Ns = 4, 16, 7
+    clips, toks, ntoks = [16, 12, 9, 16], [7, 5, 6, 3], [6, 4, 6, 5]
+    video = torch.randn(B, Nv, VIDEO_DIM, generator=g)
+    vm = torch.arange(Nv)[None] < torch.tensor(clips)[:, None]
+    video = video * vm[..., None]
+
+    def sentences(lengths, n):
+        ids = torch.randint(2, VOCAB_SIZE, (B, n), generator=g)
+        mask = torch.arange(n)[None] < torch.tensor(lengths)[:, None]
+        ids = torch.where(mask, ids, torch.zeros_like(ids))
+        content = mask & ~torch.isin(ids, torch.tensor(FUNCTION_IDS))
+        return ids, mask, content
+
+    tok, tm, cm = sentences(toks, Ns)
+    tok[0, 1] = 1  # an unknown word
+    ntok, ntm, ncm = sentences(ntoks, 6)
+    ntok[1, 0] = tok[1, 0]  # a shared word
+    return {"video": video, "video_mask": vm, "tokens": tok, "token_mask": tm, "content_mask": cm,
+            "neg_tokens": ntok, "neg_token_mask": ntm, "neg_content_mask": ncm,
+            "vid": ["a", "b", "c", "a"], "duration": torch.tensor([30.0, 24.0, 18.0, 40.0]),
+            "gt": torch.tensor([[3.0, 12.0], [0.0, 8.0], [5.0, 18.0], [20.0, 39.0]])}
+
+
+def build(model: str, row: str | None):
+    from fsan_lightning._entry import build_module
+
+    cfg = compose_config("train", [f"model={model}", *([f"ablation={row}"] if row else [])])
+    torch.manual_seed(0)
+    module = build_module(cfg, _stub_data())
+    return module.eval()
+
+
+def batch_losses(module, batch) -> dict[str, float]:
+    """The module's training losses on ``batch`` (eval mode: no dropout) and its ranked windows."""
+    losses = module.criterion(module.net, batch, sap_weight=1.0)
+    with torch.no_grad():
+        _, _, windows = module.rank(batch)
+    out = {k: float(v.detach()) for k, v in sorted(losses.items())}
+    out["windows_sum"] = float(windows[..., :2].sum())
+    out["windows_score_sum"] = float(windows[..., 2].sum())
+    return out
+
+
+def _load() -> dict:
+    return json.loads(PINS.read_text()) if PINS.exists() else {}
+
+
+def _check(section: str, key: str, got: dict[str, float]) -> None:
+    pins = _load()
+    if WRITE:
+        pins.setdefault(section, {})[key] = got
+        PINS.write_text(json.dumps(pins, indent=1, sort_keys=True) + "\n")
+        return
+    want = pins[section][key]
+    assert set(got) >= set(want), f"{key}: terms {sorted(set(want) - set(got))} are gone"
+    for name, value in want.items():
+        assert got[name] == pytest.approx(value, abs=TOL, rel=0), f"{section}/{key}/{name}"
+
+
+@pytest.mark.parametrize(("model", "row"), BATCH_CASES, ids=[f"{m}-{r}" for m, r in BATCH_CASES])
+def test_fixed_batch_losses_are_pinned(model, row):
+    torch.set_num_threads(1)
+    _check("batch", f"{model}:{row}", batch_losses(build(model, row), fixed_batch()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(TRAIN_CASES))
+def test_tiny_world_test_metrics_are_pinned(name, tiny_world_dir, tmp_path, monkeypatch):
+    from fsan_lightning.train import train
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    torch.set_num_threads(1)
+    cfg = compose_config("train", [*TRAIN_CASES[name], *world_overrides(tiny_world_dir), *QUIET,
+                                   f"paths.output_dir={tmp_path}", "trainer.max_epochs=2"])
+    results = train(cfg)
+    _check("train", name, {k: float(v) for k, v in results["test"].items() if isinstance(v, (int, float))})
