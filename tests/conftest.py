@@ -14,7 +14,8 @@ TINY_WORLD = {
     "min_rows": 40, "max_rows": 60, "feature_dim": 32,
 }
 TINY_MODEL = [
-    "model.d_model=32", "model.icim_layers=1", "model.num_heads=2", "model.ffn_dim=64", "model.mlp_hidden=32",
+    "model.net.d_model=32", "model.net.interaction.layers=1", "model.net.num_heads=2", "model.net.ffn_dim=64",
+    "model.net.head.hidden=32",
 ]
 QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false", "logger=csv"]
 

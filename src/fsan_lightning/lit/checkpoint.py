@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from fsan_lightning.lit.legacy import LegacyCheckpointError, convert_hparams, convert_state_dict, is_legacy
 from fsan_lightning.lit.module import FSANModule
 
 # LightningModules a checkpoint may hold, by the name each writes under MODULE_KEY.
@@ -59,9 +60,15 @@ def load_module(path: str | Path, map_location: str | torch.device = "cpu"):
         import fsan_lightning.lit.baselines  # noqa: F401  (registers the baseline modules)
     if name not in MODULE_CLASSES:
         raise CheckpointError(f"{path}: unknown module class {name!r}; known: {sorted(MODULE_CLASSES)}")
+    state_dict = ckpt["state_dict"]
+    if name == "FSANModule" and is_legacy(hp):
+        try:
+            hp, state_dict = convert_hparams(hp), convert_state_dict(state_dict)
+        except LegacyCheckpointError as err:
+            raise CheckpointError(f"{path}: a checkpoint of the flat-settings FSAN that cannot be converted: {err}") from None
     try:
         module = MODULE_CLASSES[name](**hp)
-        module.load_state_dict(ckpt["state_dict"])
+        module.load_state_dict(state_dict)
     except (TypeError, RuntimeError) as err:
         raise CheckpointError(f"{path}: checkpoint does not match this version of FSANModule: {err}") from None
     return module.to(map_location).eval()

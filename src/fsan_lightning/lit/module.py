@@ -6,34 +6,15 @@ diagnostics (mean of P inside vs outside the ground truth, predicted vs ground-t
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
 from fsan_lightning.lit.evaluation import EvalRanking, GroundingEvaluation, check_eval_protocol
-from fsan_lightning.models import FSAN, FSANCriterion
+from fsan_lightning.models import build_criterion, build_fsan, run_training_pass
 
-_NET_ARGS = set(inspect.signature(FSAN.__init__).parameters) - {"self", "vocab_size", "word_dim", "video_dim"}
-_CRITERION_ARGS = set(inspect.signature(FSANCriterion.__init__).parameters) - {"self"}
-
-
-def split_model_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Route flat ``model.<name>`` settings to the network or the criterion.
-
-    A name both accept (e.g. ``grounding_head``) goes to both. An unknown name is an error, so a
-    typo in a sweep (``model.cros_attn=false``) fails before training instead of being ignored.
-    """
-    unknown = sorted(set(kwargs) - _NET_ARGS - _CRITERION_ARGS)
-    if unknown:
-        raise TypeError(
-            f"unknown model setting(s) {unknown}; network settings: {sorted(_NET_ARGS)}; "
-            f"loss settings: {sorted(_CRITERION_ARGS)}"
-        )
-    net = {k: v for k, v in kwargs.items() if k in _NET_ARGS}
-    crit = {k: v for k, v in kwargs.items() if k in _CRITERION_ARGS}
-    return net, crit
+OPTIM_DEFAULTS = {"lr": 1e-4, "weight_decay": 0.0, "scheduler": None, "sap_warmup_epochs": 0.0, "sap_ramp_epochs": 0.0}
 
 
 def sap_weight_at(epoch_progress: float, warmup_epochs: float, ramp_epochs: float) -> float:
@@ -46,7 +27,7 @@ def sap_weight_at(epoch_progress: float, warmup_epochs: float, ramp_epochs: floa
 
 
 class FSANModule(GroundingEvaluation, pl.LightningModule):
-    """FSAN network + criterion + optimiser + grounding evaluation (`GroundingEvaluation`).
+    """FSAN network + loss + optimiser + grounding evaluation (`GroundingEvaluation`).
 
     Args:
         vocab: the vocabulary's words (index = token id); stored in the checkpoint so that a
@@ -54,17 +35,18 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
         video_dim: width of the pooled clip features.
         word_dim: width of the word vectors (the vectors themselves are weights in the state dict).
         function_word_ids: token ids of function words (used for ``content_mask`` at predict time).
-        lr, weight_decay: Adam settings (paper: lr 1e-4).
-        scheduler: None or "cosine" (cosine decay over ``trainer.max_epochs``).
-        sap_warmup_epochs, sap_ramp_epochs: SAP-loss warm-up (0 = the paper's constant weights).
+        net: the network's parts (:func:`fsan_lightning.models.build_fsan` arguments; conf/model/net/).
+        loss: the loss (:func:`fsan_lightning.models.build_criterion` arguments; conf/model/loss/).
+        optim: ``lr``, ``weight_decay`` (Adam; paper lr 1e-4), ``scheduler`` (None | "cosine" over
+            ``trainer.max_epochs``), ``sap_warmup_epochs``, ``sap_ramp_epochs`` (SAP terms off, then a
+            linear ramp; 0 = the paper's constant weights).
+        cross_attn, inner_attn, grounding_head, sap_loss: the Table 4 switches (``model.<name>``).
         top_k, nms_threshold: how many moments are ranked per query and the NMS IoU threshold.
         eval_protocol: "recall" (R@k, IoU) or "didemo" (Rank@k over the 21 moments, no NMS).
         num_logged_maps: alignment maps logged as images each validation epoch (W&B only).
         data_num_clips, data_max_tokens: the data side's ``num_clips`` (Nv) and ``max_tokens`` (tokens
             kept per sentence), unused by training: stored so that a predictor can pool features and
-            tokenise queries exactly as training did (``model.max_tokens`` is the network's positional
-            table size, another setting, hence the prefix).
-        **model_kwargs: every FSAN and FSANCriterion constructor argument, flat (``model.<name>``).
+            tokenise queries exactly as training did.
     """
 
     def __init__(
@@ -72,29 +54,34 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
         vocab: list[str],
         video_dim: int,
         word_dim: int,
+        net: dict[str, Any],
+        loss: dict[str, Any],
+        optim: dict[str, Any] | None = None,
         function_word_ids: list[int] | None = None,
-        lr: float = 1e-4,
-        weight_decay: float = 0.0,
-        scheduler: str | None = None,
-        sap_warmup_epochs: float = 0.0,
-        sap_ramp_epochs: float = 0.0,
+        cross_attn: bool = True,
+        inner_attn: bool = True,
+        grounding_head: str = "sap",
+        sap_loss: bool = True,
         top_k: int = 5,
         nms_threshold: float = 0.5,
         eval_protocol: str = "recall",
         num_logged_maps: int = 4,
         data_num_clips: int | None = None,
         data_max_tokens: int | None = None,
-        **model_kwargs: Any,
     ) -> None:
         super().__init__()
         check_eval_protocol(eval_protocol)
-        if scheduler not in (None, "none", "cosine"):
-            raise ValueError(f"scheduler must be null or 'cosine', got {scheduler!r}")
+        unknown = sorted(set(optim or {}) - set(OPTIM_DEFAULTS))
+        if unknown:
+            raise TypeError(f"unknown model.optim setting(s) {unknown}; valid: {sorted(OPTIM_DEFAULTS)}")
+        self.optim = {**OPTIM_DEFAULTS, **(optim or {})}
+        if self.optim["scheduler"] not in (None, "none", "cosine"):
+            raise ValueError(f"model.optim.scheduler must be null or 'cosine', got {self.optim['scheduler']!r}")
         # the composed config is logged by the entry point; keep the vocabulary out of the loggers
         self.save_hyperparameters(logger=False)
-        net_kwargs, crit_kwargs = split_model_kwargs(model_kwargs)
-        self.net = FSAN(vocab_size=len(vocab), word_dim=word_dim, video_dim=video_dim, **net_kwargs)
-        self.criterion = FSANCriterion(**crit_kwargs)
+        self.net = build_fsan(len(vocab), word_dim, video_dim, cross_attn=cross_attn, inner_attn=inner_attn,
+                              grounding_head=grounding_head, **net)
+        self.criterion = build_criterion(sap_loss=sap_loss, grounding_head=grounding_head, net=self.net, **loss)
         self._init_evaluation()
 
     # ------------------------------------------------------------------ helpers
@@ -109,7 +96,12 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
             progress = self.current_epoch + self.trainer.fit_loop.epoch_loop.batch_progress.current.ready / max(
                 1, self.trainer.num_training_batches
             )
-        return sap_weight_at(progress, self.hparams.sap_warmup_epochs, self.hparams.sap_ramp_epochs)
+        return sap_weight_at(progress, self.optim["sap_warmup_epochs"], self.optim["sap_ramp_epochs"])
+
+    def losses(self, batch: dict[str, Any], sap_weight: float = 1.0) -> dict:
+        """Run the training passes of ``batch`` and the loss: ``{"loss", "terms": {...}, "stats": {...}}``."""
+        passes = run_training_pass(self.net, batch, negative_video=self.criterion.needs_negative_video)
+        return self.criterion(passes, sap_weight=sap_weight)
 
     def rank(self, batch: dict[str, Any]) -> tuple[Any, torch.Tensor, torch.Tensor]:
         """Forward + segment scores + ranked moments.
@@ -120,19 +112,18 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
             windows: [B, K, 3] (start_s, end_s, score), best first (DiDeMo: all 21, no NMS).
         """
         out = self.net(batch["video"], batch["video_mask"], batch["tokens"], batch["token_mask"])
-        scores = self.net.segment_scores(
-            out, batch["token_mask"], batch["video_mask"], content_mask=batch.get("content_mask")
-        )
+        scores = self.net.segment_scores(out, batch["token_mask"], content_mask=batch.get("content_mask"))
         windows = self.rank_segments(scores, batch)
         return out, scores, windows
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         sap_weight = self.sap_weight()
-        losses = self.criterion(self.net, batch, sap_weight=sap_weight)
+        losses = self.losses(batch, sap_weight=sap_weight)
         bs = batch["tokens"].shape[0]
-        for name in ("loss", "loss_triplet", "loss_inner", "loss_outer"):
-            self.log(f"train/{name}", losses[name], prog_bar=name == "loss", batch_size=bs)
+        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=bs)
+        for name, value in losses["terms"].items():
+            self.log(f"train/loss_{name}", value, batch_size=bs)
         self.log("train/sap_weight", sap_weight, batch_size=bs)
         if not torch.isfinite(losses["loss"]):
             raise FloatingPointError(
@@ -149,8 +140,8 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.scheduler == "cosine" and self.trainer is not None and self.trainer.max_epochs:
+        optimizer = torch.optim.Adam(params, lr=self.optim["lr"], weight_decay=self.optim["weight_decay"])
+        if self.optim["scheduler"] == "cosine" and self.trainer is not None and self.trainer.max_epochs:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.trainer.max_epochs))
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         return optimizer

@@ -1,22 +1,21 @@
-"""FSAN network modules: encoders, ICIM, alignment map, heads, and the training criterion."""
+"""FSAN network parts, the assembled network, its loss terms and the builders (docs/model.md)."""
 
-from .alignment import AlignmentMap
-from .criterion import FSANCriterion
-from .encoders import TextEncoder, VideoEncoder
+from .alignment import AlignmentMap, DotProductAlignment, FeatureSpaceAlignment
+from .build import REGISTRIES, build_criterion, build_fsan, check_compatible, effective_weights
+from .criterion import FSANCriterion, MILTripletTerms, SAPTerms, TripletTerms
+from .encoders import CentredVideoEncoder, FeatureSpaceVideoEncoder, TextEncoder, VideoEncoder, WordResidualTextEncoder
 from .fsan import FSAN, FSANOutput
-from .heads import MLPGroundingHead, window_softmax_pool
-from .icim import ICIM, AttentionBlock, ICIMLayer
+from .grounders import MaxSumGrounder, SCGrounder
+from .heads import HeadOutput, MLPClipHead, MLPSegmentHead, window_softmax_pool
+from .icim import ICIM, AttentionBlock, GatedAttentionBlock, GatedICIM, ICIMLayer
+from .matching import CentredMatchingScore, MatchingScore, PrintedMatchingScore
+from .training_pass import TrainingPass, run_training_pass
 
 __all__ = [
-    "FSAN",
-    "ICIM",
-    "AlignmentMap",
-    "AttentionBlock",
-    "FSANCriterion",
-    "FSANOutput",
-    "ICIMLayer",
-    "MLPGroundingHead",
-    "TextEncoder",
-    "VideoEncoder",
-    "window_softmax_pool",
+    "FSAN", "ICIM", "REGISTRIES", "AlignmentMap", "AttentionBlock", "CentredMatchingScore", "CentredVideoEncoder",
+    "DotProductAlignment", "FSANCriterion", "FSANOutput", "FeatureSpaceAlignment", "FeatureSpaceVideoEncoder",
+    "GatedAttentionBlock", "GatedICIM", "HeadOutput", "ICIMLayer", "MILTripletTerms", "MLPClipHead",
+    "MLPSegmentHead", "MatchingScore", "MaxSumGrounder", "PrintedMatchingScore", "SAPTerms", "SCGrounder",
+    "TextEncoder", "TrainingPass", "TripletTerms", "VideoEncoder", "WordResidualTextEncoder", "build_criterion",
+    "build_fsan", "check_compatible", "effective_weights", "run_training_pass", "window_softmax_pool",
 ]

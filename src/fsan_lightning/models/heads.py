@@ -1,6 +1,12 @@
-"""The "w/o grounding module" head (Table 4 row 1, DESIGN Decision 4)."""
+"""The "w/o grounding module" heads (Table 4 row 1, DESIGN Decision 4): an MLP on V'' instead of P.
+
+A head maps text-aware clip features to :class:`HeadOutput`: segment logits for ranking, and the
+instance logits (and their mask) that the MIL triplet term pools into a video-level score.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -34,87 +40,82 @@ def window_softmax_pool(logits: Tensor, values: Tensor) -> Tensor:
     return ops.assemble_by_length(per_length)
 
 
-MLP_MODES = ("segment", "clip")
-MLP_SEGMENT_RULES = ("maxsum", "contrast")
-MLP_CONDITIONS = ("none", "product")
+@dataclass
+class HeadOutput:
+    """segment_logits float [B, Nv, Nv] (-inf invalid); instance_logits float [B, *I] and
+    instance_mask bool [B, *I]: the MIL instances (segments [Nv, Nv] or clips [Nv])."""
+
+    segment_logits: Tensor
+    instance_logits: Tensor
+    instance_mask: Tensor
 
 
-class MLPGroundingHead(nn.Module):
-    """The "w/o grounding module" head: a 3-layer MLP on text-aware clip features V''.
+class MLPSegmentHead(nn.Module):
+    """Decision 4 as first built: attention pooling of V'' over each segment, a 3-layer MLP per segment.
 
-    ``mode="segment"`` (DESIGN Decision 4 as first built): attention pooling of V'' over each
-    segment, then the MLP scores every segment. The MLP's first linear layer is applied to the clips
-    before pooling (it commutes with a convex combination), so the [B, Nv, Nv, *] tensors have width
-    ``hidden`` instead of ``d_model``.
-
-    ``mode="clip"`` (a documented deviation, docs/model.md): the MLP scores every clip
-    (:meth:`clip_logits`), and a segment's score comes from the clip logits by ``segment_rule``
-    (:func:`ops.clip_segment_scores`: ``"maxsum"`` centred window sums, ``"contrast"`` mean inside
-    minus mean outside). The criterion's MIL then pools the clip logits. No [B, Nv, Nv, hidden] tensor.
-
-    ``condition="product"`` multiplies each clip feature by the mean of the sentence's valid S''
-    (no parameters) before the MLP, so the scores depend on the sentence directly and not only
-    through the cross-modal attention; ``"none"`` reads V'' alone.
+    The MLP's first linear layer is applied to the clips before pooling (it commutes with a convex
+    combination), so the [B, Nv, Nv, *] tensors have width ``hidden``. MIL instances: the segments.
+    Measured: one-clip segments, below Random, ~10x slower per epoch than :class:`MLPClipHead`.
 
     Args:
         d_model: width of V''. hidden: MLP width. dropout: between the MLP layers.
-        mode, segment_rule, condition: see above.
+        condition: ``"none"`` (V'' alone) or ``"product"`` (each clip times the sentence's mean S'').
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        hidden: int = 256,
-        dropout: float = 0.1,
-        mode: str = "segment",
-        segment_rule: str = "maxsum",
-        condition: str = "none",
-    ) -> None:
+    def __init__(self, d_model: int, hidden: int = 256, dropout: float = 0.1, condition: str = "none") -> None:
         super().__init__()
-        for name, value, choices in (
-            ("mode", mode, MLP_MODES),
-            ("segment_rule", segment_rule, MLP_SEGMENT_RULES),
-            ("condition", condition, MLP_CONDITIONS),
-        ):
-            if value not in choices:
-                raise ValueError(f"MLPGroundingHead: {name} must be one of {choices}, got {value!r}")
-        self.mode, self.segment_rule, self.condition = mode, segment_rule, condition
-        self.attn_logit = nn.Linear(d_model, 1) if mode == "segment" else None
+        if condition not in ("none", "product"):
+            raise ValueError(f"{type(self).__name__}: condition must be 'none' or 'product', got {condition!r}")
+        self.condition = condition
+        self._build_pooling(d_model)
         self.fc1 = nn.Linear(d_model, hidden)
         self.fc2 = nn.Linear(hidden, hidden)
         self.fc3 = nn.Linear(hidden, 1)
         self.dropout = nn.Dropout(dropout)
 
-    def _condition(self, V: Tensor, S: Tensor | None, token_mask: Tensor | None) -> Tensor:
+    def _build_pooling(self, d_model: int) -> None:
+        self.attn_logit = nn.Linear(d_model, 1)
+
+    def _conditioned(self, V: Tensor, S: Tensor, token_mask: Tensor) -> Tensor:
         if self.condition == "none":
             return V
-        if S is None or token_mask is None:
-            raise ValueError("MLPGroundingHead: condition='product' needs the text features and token_mask")
         w = token_mask.to(S.dtype)[..., None]
         s_bar = (S * w).sum(dim=1) / w.sum(dim=1).clamp(min=1)  # [B, d]
         return V * s_bar[:, None, :]
 
-    def clip_logits(
-        self, V: Tensor, clip_mask: Tensor, S: Tensor | None = None, token_mask: Tensor | None = None
-    ) -> Tensor:
-        """Per-clip logits (``mode="clip"``): float [B, Nv], 0 on padded clips."""
-        h = self.dropout(torch.relu(self.fc1(self._condition(V, S, token_mask))))
+    def _mlp_tail(self, h: Tensor) -> Tensor:
+        """relu(fc1 output) [..., hidden] -> logits [...]."""
+        h = self.dropout(torch.relu(h))
         h = self.dropout(torch.relu(self.fc2(h)))
-        logits = self.fc3(h).squeeze(-1)
-        return torch.where(clip_mask, logits, torch.zeros_like(logits))
+        return self.fc3(h).squeeze(-1)
 
-    def forward(
-        self, V: Tensor, clip_mask: Tensor, S: Tensor | None = None, token_mask: Tensor | None = None
-    ) -> Tensor:
-        """V float [B, Nv, d], clip_mask bool [B, Nv] (S [B, Ns, d], token_mask [B, Ns] for
-        ``condition="product"``) -> segment logits [B, Nv, Nv], -inf invalid."""
-        if self.mode == "clip":
-            return ops.clip_segment_scores(
-                self.clip_logits(V, clip_mask, S, token_mask), clip_mask, self.segment_rule
-            )
-        V = self._condition(V, S, token_mask)
-        pooled = window_softmax_pool(self.attn_logit(V).squeeze(-1), self.fc1(V))
-        h = self.dropout(torch.relu(pooled))
-        h = self.dropout(torch.relu(self.fc2(h)))
-        logits = self.fc3(h).squeeze(-1)
-        return torch.where(ops.segment_mask(clip_mask), logits, torch.full_like(logits, -torch.inf))
+    def forward(self, V: Tensor, clip_mask: Tensor, S: Tensor, token_mask: Tensor) -> HeadOutput:
+        """V float [B, Nv, d], clip_mask bool [B, Nv], S [B, Ns, d], token_mask [B, Ns] -> HeadOutput."""
+        V = self._conditioned(V, S, token_mask)
+        logits = self._mlp_tail(window_softmax_pool(self.attn_logit(V).squeeze(-1), self.fc1(V)))
+        valid = ops.segment_mask(clip_mask)
+        logits = torch.where(valid, logits, torch.full_like(logits, -torch.inf))
+        return HeadOutput(logits, logits, valid)
+
+
+class MLPClipHead(MLPSegmentHead):
+    """Variant (Table 4 row 1 as shipped): the MLP scores every clip; a segment's score comes from the
+    clip logits by ``segment_rule`` (:func:`ops.clip_segment_scores`: ``"maxsum"`` centred window sums,
+    ``"contrast"`` mean inside minus mean outside). MIL instances: the clips. No [B, Nv, Nv, hidden]
+    tensor; the segment form predicted one-clip segments, below Random (docs/model.md).
+    """
+
+    def __init__(self, d_model: int, hidden: int = 256, dropout: float = 0.1, condition: str = "none",
+                 segment_rule: str = "maxsum") -> None:
+        super().__init__(d_model, hidden, dropout, condition)
+        if segment_rule not in ("maxsum", "contrast"):
+            raise ValueError(f"MLPClipHead: segment_rule must be 'maxsum' or 'contrast', got {segment_rule!r}")
+        self.segment_rule = segment_rule
+
+    def _build_pooling(self, d_model: int) -> None:
+        self.attn_logit = None
+
+    def forward(self, V: Tensor, clip_mask: Tensor, S: Tensor, token_mask: Tensor) -> HeadOutput:
+        logits = self._mlp_tail(self.fc1(self._conditioned(V, S, token_mask)))
+        logits = torch.where(clip_mask, logits, torch.zeros_like(logits))
+        return HeadOutput(ops.clip_segment_scores(logits, clip_mask, self.segment_rule), logits, clip_mask)

@@ -1,4 +1,4 @@
-"""Iterative Cross-modal Interaction Module (paper Sec. 3.2, Eqs. 1-4)."""
+"""Iterative Cross-modal Interaction Module (paper Sec. 3.2, Eqs. 1-4) and its variants."""
 
 from __future__ import annotations
 
@@ -6,72 +6,75 @@ import torch
 from torch import Tensor, nn
 
 
-RESIDUALS = ("postnorm", "gated")
-
-
 class AttentionBlock(nn.Module):
-    """``x' = LN(MA(x, y) + x)``; ``x'' = LN(FFN(x') + x')`` (Eqs. 3, 4), ``residual="postnorm"``.
-
-    ``residual="gated"`` (a documented deviation): ``x' = x + a * MA(x, y)``, ``x'' = x' + b * FFN(x')``
-    with learned scalars a, b that start at 0 and no LayerNorm, so the block starts as the identity and
-    its input features (e.g. clips in their feature space) survive; the post-norm form collapsed the
-    token features within ~10 steps on the synthetic world (experiments/localization/README.md).
+    """``x' = LN(MA(x, y) + x)``; ``x'' = LN(FFN(x') + x')`` (Eqs. 3, 4).
 
     With ``y = x`` it is the inner-modal (self-attention) block. Padded keys are masked, and every
     operation is per position otherwise, so padding never changes a valid output.
     """
 
-    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float, residual: str = "postnorm") -> None:
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float) -> None:
         super().__init__()
-        if residual not in RESIDUALS:
-            raise ValueError(f"AttentionBlock: residual must be one of {RESIDUALS}, got {residual!r}")
-        self.residual = residual
         self.attn = nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)
-        postnorm = residual == "postnorm"
-        self.norm1 = nn.LayerNorm(d_model) if postnorm else None
+        self._build_norm("norm1", d_model)
         self.ffn = nn.Sequential(
             nn.Linear(d_model, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model)
         )
-        self.norm2 = nn.LayerNorm(d_model) if postnorm else None
+        self._build_norm("norm2", d_model)
         self.dropout = nn.Dropout(dropout)
-        if not postnorm:
-            self.gate_attn = nn.Parameter(torch.zeros(()))
-            self.gate_ffn = nn.Parameter(torch.zeros(()))
+
+    def _build_norm(self, name: str, d_model: int) -> None:
+        setattr(self, name, nn.LayerNorm(d_model))
+
+    def attend(self, x: Tensor, context: Tensor, context_mask: Tensor) -> Tensor:
+        """Multi-head attention of x [B, Nx, d] over context [B, Ny, d] (mask bool [B, Ny], True = valid)."""
+        h, _ = self.attn(x, context, context, key_padding_mask=~context_mask, need_weights=False)
+        return h
 
     def forward(self, x: Tensor, context: Tensor, context_mask: Tensor) -> Tensor:
         """x [B, Nx, d] attends to context [B, Ny, d]; context_mask bool [B, Ny] True = valid."""
-        h, _ = self.attn(x, context, context, key_padding_mask=~context_mask, need_weights=False)
-        if self.residual == "gated":
-            x = x + self.gate_attn * self.dropout(h)
-            return x + self.gate_ffn * self.dropout(self.ffn(x))
-        x = self.norm1(x + self.dropout(h))
+        x = self.norm1(x + self.dropout(self.attend(x, context, context_mask)))
         return self.norm2(x + self.dropout(self.ffn(x)))
+
+
+class GatedAttentionBlock(AttentionBlock):
+    """Variant: ``x' = x + a * MA(x, y)``, ``x'' = x' + b * FFN(x')``, learned scalars a, b from 0, no LN.
+
+    The block starts as the identity, so its input features (e.g. clips in their feature space)
+    survive; the post-norm form collapsed the token features within ~10 steps on the synthetic world.
+    Over 500-d clips it reached val R1@0.5 23.1 at best and diverged to NaN by epoch 14
+    (experiments/localization/README.md, session 2).
+    """
+
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float) -> None:
+        super().__init__(d_model, num_heads, ffn_dim, dropout)
+        self.gate_attn = nn.Parameter(torch.zeros(()))
+        self.gate_ffn = nn.Parameter(torch.zeros(()))
+
+    def _build_norm(self, name: str, d_model: int) -> None:
+        setattr(self, name, None)
+
+    def forward(self, x: Tensor, context: Tensor, context_mask: Tensor) -> Tensor:
+        x = x + self.gate_attn * self.dropout(self.attend(x, context, context_mask))
+        return x + self.gate_ffn * self.dropout(self.ffn(x))
 
 
 class ICIMLayer(nn.Module):
     """One ICIM layer: cross-modal attention both ways (from the previous outputs), then self-attention.
 
     Args:
-        cross_attn: include the S->V and V->S blocks. inner_attn: include the per-modality
-            self-attention blocks. With both False the layer is the identity.
+        block: the attention block class. cross_attn: include the S<-V and V<-S blocks (Table 4 row 3).
+        inner_attn: include the per-modality self-attention blocks (row 4). Both False = identity.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        num_heads: int,
-        ffn_dim: int,
-        dropout: float,
-        cross_attn: bool = True,
-        inner_attn: bool = True,
-        residual: str = "postnorm",
-    ) -> None:
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float, cross_attn: bool = True,
+                 inner_attn: bool = True, block: type[AttentionBlock] = AttentionBlock) -> None:
         super().__init__()
-        args = (d_model, num_heads, ffn_dim, dropout, residual)
-        self.cross_text = AttentionBlock(*args) if cross_attn else None
-        self.cross_video = AttentionBlock(*args) if cross_attn else None
-        self.self_text = AttentionBlock(*args) if inner_attn else None
-        self.self_video = AttentionBlock(*args) if inner_attn else None
+        args = (d_model, num_heads, ffn_dim, dropout)
+        self.cross_text = block(*args) if cross_attn else None
+        self.cross_video = block(*args) if cross_attn else None
+        self.self_text = block(*args) if inner_attn else None
+        self.self_video = block(*args) if inner_attn else None
 
     def forward(self, S: Tensor, V: Tensor, token_mask: Tensor, clip_mask: Tensor) -> tuple[Tensor, Tensor]:
         """S [B, Ns, d], V [B, Nv, d], masks bool (True = valid) -> (S'', V'') of the same shapes."""
@@ -83,34 +86,25 @@ class ICIMLayer(nn.Module):
 
 
 class ICIM(nn.Module):
-    """Learnable positional encodings added to each modality, then ``num_layers`` ICIM layers.
+    """Learnable positional encodings added to each modality, then ``layers`` ICIM layers (Eqs. 1-4).
 
     Args:
-        d_model, num_layers (paper: 6), num_heads, ffn_dim, dropout (paper: 0.1).
+        d_model, layers (paper: 6), num_heads, ffn_dim, dropout (paper: 0.1).
         max_tokens, max_clips: sizes of the positional tables (longer inputs raise).
-        cross_attn, inner_attn: ablation switches (Table 4 rows 3 and 4).
-        residual: ``"postnorm"`` (Eqs. 3-4) or ``"gated"`` (see :class:`AttentionBlock`).
+        cross_attn, inner_attn: the Table 4 switches (rows 3 and 4).
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        num_layers: int = 6,
-        num_heads: int = 8,
-        ffn_dim: int = 2048,
-        dropout: float = 0.1,
-        max_tokens: int = 64,
-        max_clips: int = 256,
-        cross_attn: bool = True,
-        inner_attn: bool = True,
-        residual: str = "postnorm",
-    ) -> None:
+    block: type[AttentionBlock] = AttentionBlock
+
+    def __init__(self, d_model: int, layers: int = 6, num_heads: int = 8, ffn_dim: int = 2048,
+                 dropout: float = 0.1, max_tokens: int = 64, max_clips: int = 256, cross_attn: bool = True,
+                 inner_attn: bool = True) -> None:
         super().__init__()
         self.text_pos = nn.Parameter(torch.randn(max_tokens, d_model) * 0.02)
         self.video_pos = nn.Parameter(torch.randn(max_clips, d_model) * 0.02)
         self.layers = nn.ModuleList(
-            ICIMLayer(d_model, num_heads, ffn_dim, dropout, cross_attn, inner_attn, residual)
-            for _ in range(num_layers)
+            ICIMLayer(d_model, num_heads, ffn_dim, dropout, cross_attn, inner_attn, self.block)
+            for _ in range(layers)
         )
 
     def forward(self, S: Tensor, V: Tensor, token_mask: Tensor, clip_mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -127,3 +121,9 @@ class ICIM(nn.Module):
             S, V = layer(S, V, token_mask, clip_mask)
         S = torch.where(token_mask[..., None], S, torch.zeros_like(S))
         return S, torch.where(clip_mask[..., None], V, torch.zeros_like(V))
+
+
+class GatedICIM(ICIM):
+    """Variant: ICIM of :class:`GatedAttentionBlock` s (starts as the identity)."""
+
+    block = GatedAttentionBlock

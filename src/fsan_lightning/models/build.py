@@ -1,0 +1,160 @@
+"""Builders: the paper's FSAN and its variants from plain config dicts (no Hydra here).
+
+Every part of a network config is ``{"kind": <registered name>, **arguments}``; the registries below
+list each part's variants (docs/model.md). The four Table 4 switches are arguments of the builders:
+``cross_attn``, ``inner_attn`` (ICIM's blocks), ``grounding_head`` (``"sap"`` grounds on P, ``"mlp"``
+adds the MLP head and its MIL terms) and ``sap_loss`` (the inner and outer terms).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .alignment import AlignmentMap, DotProductAlignment, FeatureSpaceAlignment
+from .criterion import FSANCriterion, MILTripletTerms, SAPTerms, TripletTerms
+from .encoders import CentredVideoEncoder, FeatureSpaceVideoEncoder, TextEncoder, VideoEncoder, WordResidualTextEncoder
+from .fsan import FSAN
+from .grounders import MaxSumGrounder, SCGrounder
+from .heads import MLPClipHead, MLPSegmentHead
+from .icim import ICIM, GatedICIM
+from .matching import CentredMatchingScore, MatchingScore, PrintedMatchingScore
+
+TEXT_ENCODERS = {"transformer": TextEncoder, "word_residual": WordResidualTextEncoder}
+VIDEO_ENCODERS = {"linear": VideoEncoder, "feature_space": FeatureSpaceVideoEncoder, "centred": CentredVideoEncoder}
+INTERACTIONS = {"icim": ICIM, "gated_icim": GatedICIM}
+ALIGNMENTS = {"cosine": AlignmentMap, "dot": DotProductAlignment, "feature_space": FeatureSpaceAlignment}
+GROUNDERS = {"sc": SCGrounder, "maxsum": MaxSumGrounder}
+HEADS = {"segment": MLPSegmentHead, "clip": MLPClipHead}
+MATCHING_SCORES = {"raw": MatchingScore, "centred": CentredMatchingScore, "printed": PrintedMatchingScore}
+REGISTRIES = {"text_encoder": TEXT_ENCODERS, "video_encoder": VIDEO_ENCODERS, "interaction": INTERACTIONS,
+              "alignment": ALIGNMENTS, "grounder": GROUNDERS, "head": HEADS, "matching": MATCHING_SCORES}
+
+
+def _pick(part: str, spec: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
+    """``{"kind": name, **kwargs}`` -> (registered class, kwargs), with a clear error for a bad name."""
+    spec = dict(spec)
+    kind = spec.pop("kind", None)
+    registry = REGISTRIES[part]
+    if kind not in registry:
+        raise ValueError(f"{part}: kind must be one of {sorted(registry)}, got {kind!r}")
+    return registry[kind], spec
+
+
+def _make(part: str, cls: type, *args, **kwargs):
+    """``cls(*args, **kwargs)``; a wrong argument names the config part and the class."""
+    try:
+        return cls(*args, **kwargs)
+    except TypeError as err:
+        raise TypeError(f"model.net.{part} ({cls.__name__}): {err}") from None
+
+
+def build_fsan(vocab_size: int, word_dim: int, video_dim: int, *, d_model: int | None, num_heads: int,
+               ffn_dim: int, dropout: float, text_encoder: Mapping, video_encoder: Mapping, interaction: Mapping,
+               alignment: Mapping, grounder: Mapping, head: Mapping | None = None, cross_attn: bool = True,
+               inner_attn: bool = True, grounding_head: str = "sap") -> FSAN:
+    """The network from its parts' configs.
+
+    Args:
+        vocab_size, word_dim, video_dim: from the data side.
+        d_model, num_heads, ffn_dim, dropout: shared widths (paper: 512, 8, 2048, 0.1);
+            ``d_model=None`` = ``video_dim`` (for the feature-space parts).
+        text_encoder, video_encoder, interaction, alignment, grounder, head: ``{"kind": ..., **kwargs}``;
+            ``head`` is built only for ``grounding_head="mlp"``.
+        cross_attn, inner_attn, grounding_head: Table 4 switches.
+    """
+    if grounding_head not in ("sap", "mlp"):
+        raise ValueError(f"build_fsan: grounding_head must be 'sap' or 'mlp', got {grounding_head!r}")
+    d = video_dim if d_model is None else d_model
+    if d % num_heads:
+        raise ValueError(f"build_fsan: d_model={d} must be divisible by num_heads={num_heads}")
+    cls, kw = _pick("text_encoder", text_encoder)
+    text = _make("text_encoder", cls, vocab_size, word_dim, d, num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout, **kw)
+    cls, kw = _pick("video_encoder", video_encoder)
+    video = _make("video_encoder", cls, video_dim, d_model if cls is FeatureSpaceVideoEncoder else d, dropout=dropout, **kw)
+    if video.out_dim != d:
+        raise ValueError(f"build_fsan: the video encoder gives width {video.out_dim}, the model width is {d}")
+    cls, kw = _pick("interaction", interaction)
+    inter = _make("interaction", cls, d, num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout, cross_attn=cross_attn,
+                inner_attn=inner_attn, **kw)
+    cls, kw = _pick("alignment", alignment)
+    align = _make("alignment", cls, d, **kw)
+    cls, kw = _pick("grounder", grounder)
+    ground = _make("grounder", cls, **kw)
+    mlp = None
+    if grounding_head == "mlp":
+        if head is None:
+            raise ValueError("build_fsan: grounding_head='mlp' needs a head config")
+        cls, kw = _pick("head", head)
+        mlp = _make("head", cls, d, dropout=dropout, **kw)
+    return FSAN(text, video, inter, align, ground, mlp)
+
+
+def effective_weights(weights: Mapping[str, float], sap_loss: bool = True, grounding_head: str = "sap") -> dict[str, float]:
+    """Eq. 13's weights after the Table 4 switches.
+
+    ``grounding_head="mlp"`` adds the head's MIL terms at the weights of the matching terms they
+    mirror (``mil`` = ``triplet``, ``mil_video`` = ``triplet_video``). ``sap_loss=False`` sets
+    ``inner`` and ``outer`` to 0 and rescales the matching terms so that ``triplet`` weighs 1
+    (the row's ``loss = Lt``).
+    """
+    w = {k: float(v) for k, v in weights.items()}
+    if "triplet" not in w or w["triplet"] <= 0:
+        raise ValueError(f"loss weights need a positive 'triplet' weight, got {dict(weights)}")
+    if grounding_head == "mlp":
+        w["mil"] = w["triplet"]
+        if "triplet_video" in w:
+            w["mil_video"] = w["triplet_video"]
+    if not sap_loss:
+        scale = 1.0 / w["triplet"]
+        w = {k: (0.0 if k in SAPTerms.names else v * scale) for k, v in w.items()}
+        w.setdefault("inner", 0.0)
+        w.setdefault("outer", 0.0)
+    return w
+
+
+def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matching: Mapping | None = None,
+                    mask_shared: str = "both", unknown_id: int | None = 1, sap: Mapping | None = None,
+                    mil_temperature: float | None = None, sap_loss: bool = True, grounding_head: str = "sap",
+                    net: FSAN | None = None) -> FSANCriterion:
+    """The loss from its config; with ``net``, checks that the two fit together (at build time).
+
+    Args:
+        weights: Eq. 13's weights by term name (``triplet``, ``triplet_video``, ``inner``, ``outer``).
+        margin, mask_shared, unknown_id: the triplet terms. matching: ``{"kind": ..., fn, temperature}``.
+        sap: :class:`SAPTerms` arguments, plus ``weights_from``: ``"sc"`` (Eq. 8, default) or
+            ``"grounding"`` (the network's grounder; needs ``net``).
+        mil_temperature: the MLP head's MIL pooling. sap_loss, grounding_head: Table 4 switches.
+    """
+    cls, kw = _pick("matching", matching or {"kind": "raw"})
+    score = cls(**kw)
+    sap = dict(sap or {})
+    weights_from = sap.pop("weights_from", "sc")
+    if weights_from not in ("sc", "grounding"):
+        raise ValueError(f"loss.sap.weights_from must be 'sc' or 'grounding', got {weights_from!r}")
+    if weights_from == "grounding":
+        if net is None:
+            raise ValueError("loss.sap.weights_from='grounding' needs the network")
+        sap["weights_rule"] = net.grounder
+    terms = [TripletTerms(score, margin, mask_shared, unknown_id), SAPTerms(**sap)]
+    if grounding_head == "mlp":
+        terms.insert(1, MILTripletTerms(margin, mil_temperature))
+    criterion = FSANCriterion(terms, effective_weights(weights, sap_loss, grounding_head))
+    if net is not None:
+        check_compatible(net, criterion)
+    return criterion
+
+
+def check_compatible(net: FSAN, criterion: FSANCriterion) -> None:
+    """Raise ValueError for a network and a loss that cannot train together."""
+    for term in criterion.terms:
+        matching = getattr(term, "matching", None)
+        if matching is not None and matching.needs_cosine and not getattr(net.alignment, "has_cosine", False):
+            raise ValueError(
+                f"loss.matching.fn='cosine' needs a cosine alignment, but the network's alignment is "
+                f"{type(net.alignment).__name__}; use fn sigmoid/tanh/identity or alignment kind cosine"
+            )
+        if isinstance(term, MILTripletTerms) and net.head is None:
+            raise ValueError("the MIL terms need the MLP head (grounding_head='mlp')")
+    if net.head is not None and not any(isinstance(t, MILTripletTerms) for t in criterion.terms):
+        raise ValueError("the network has an MLP head but the loss has no MIL terms to train it")

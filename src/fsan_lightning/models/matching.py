@@ -1,0 +1,79 @@
+"""Video-sentence matching scores (Eq. 7, Decision 1): ``S(V, S) = mean_i max_j g(A[i, j])``.
+
+A matching score is a small parameter-free object: ``score(out, token_mask)`` -> float [B], from an
+:class:`~.fsan.FSANOutput` (its own ``video_mask`` gives the valid clips).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .. import ops
+from .fsan import FSANOutput
+
+MATCH_FNS = ("cosine", "sigmoid", "tanh", "identity")
+
+
+class MatchingScore:
+    """Eq. 7 on ``g(A)`` (Decision 1: the raw scores, never P).
+
+    Args:
+        fn: ``g``: ``"cosine"`` (the unscaled cosine in [-1, 1]; needs a cosine alignment),
+            ``"sigmoid"`` / ``"tanh"`` of A, or ``"identity"``.
+        temperature: None for Eq. 7's hard max over clips; t > 0 for the smooth maximum
+            ``t * log(mean_j exp(g / t))`` (a documented deviation: val R1@0.5 22.4 -> 27.5 with 0.1 on
+            session 1's model, experiments/localization/README.md).
+    """
+
+    def __init__(self, fn: str = "cosine", temperature: float | None = None) -> None:
+        if fn not in MATCH_FNS:
+            raise ValueError(f"{type(self).__name__}: fn must be one of {MATCH_FNS}, got {fn!r}")
+        if temperature is not None and temperature <= 0:
+            raise ValueError(f"{type(self).__name__}: temperature must be > 0 or None, got {temperature}")
+        self.fn, self.temperature = fn, temperature
+
+    @property
+    def needs_cosine(self) -> bool:
+        return self.fn == "cosine"
+
+    def g(self, out: FSANOutput) -> Tensor:
+        """The bounded map of the raw scores, float [B, Ns, Nv]."""
+        if self.fn == "cosine":
+            if out.cosine is None:
+                raise ValueError("MatchingScore: fn='cosine' needs a cosine alignment (the output has no cosine)")
+            return out.cosine
+        if self.fn == "sigmoid":
+            return torch.sigmoid(out.A)
+        if self.fn == "tanh":
+            return torch.tanh(out.A)
+        return out.A
+
+    def __call__(self, out: FSANOutput, token_mask: Tensor) -> Tensor:
+        """token_mask bool [B, Ns] (may be empty for a sample: it scores 0) -> float [B]."""
+        return ops.matching_score(self.g(out), token_mask, out.video_mask, temperature=self.temperature)
+
+
+class CentredMatchingScore(MatchingScore):
+    """Variant: g(A) minus its mean over the token's valid clips, then Eq. 7.
+
+    A word wins the margin only where it stands out inside the video, not by whole-video similarity,
+    which the cross-modal attention otherwise offers as a shortcut (measured worse with ICIM).
+    """
+
+    def g(self, out: FSANOutput) -> Tensor:
+        g = super().g(out)
+        valid = out.video_mask[:, None, :].to(g.dtype)
+        return g - (g * valid).sum(dim=2, keepdim=True) / valid.sum(dim=2, keepdim=True).clamp(min=1)
+
+
+class PrintedMatchingScore(MatchingScore):
+    """Variant: Eq. 7 as printed, on P. With min-max P every token's max is 1, so the score is the
+    constant 1 and the triplet loss trains nothing (Decision 1); kept to show it."""
+
+    @property
+    def needs_cosine(self) -> bool:
+        return False
+
+    def g(self, out: FSANOutput) -> Tensor:
+        return out.P

@@ -1,0 +1,79 @@
+"""One training step's forward passes: the sentence, a negative sentence, (a negative video) in one batch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import ops
+from .fsan import FSAN, FSANOutput
+
+
+@dataclass
+class TrainingPass:
+    """What the loss terms read; token tensors are right-padded to one width Ns.
+
+    Attributes:
+        pos: output on (V, S). neg: output on (V, S-), S- a sentence of another video.
+        neg_video: output on (V-, S), V- another sample's video, or None.
+        tokens, token_mask: int64 / bool [B, Ns] of S. neg_tokens, neg_token_mask: of S-.
+        content_mask: bool [B, Ns] content words of S, or None.
+        neg_video_ok: bool [B] samples whose V- is really another video (None without V-).
+    """
+
+    pos: FSANOutput
+    neg: FSANOutput
+    neg_video: FSANOutput | None
+    tokens: Tensor
+    token_mask: Tensor
+    neg_tokens: Tensor
+    neg_token_mask: Tensor
+    content_mask: Tensor | None
+    neg_video_ok: Tensor | None
+
+
+def run_training_pass(net: FSAN, batch: Mapping[str, Any], negative_video: bool) -> TrainingPass:
+    """Run ``net`` once on the concatenated pairs of a training batch.
+
+    Args:
+        batch: ``video`` [B, Nv, Dv], ``video_mask`` [B, Nv], ``tokens``/``token_mask``/``content_mask``
+            [B, Ns], ``neg_tokens``/``neg_token_mask`` [B, Ns'], ``vid`` (B str, for ``negative_video``).
+        negative_video: also run the sentence on another sample's video (roll by one, skipping
+            same-``vid`` pairs).
+    """
+    video, vm = batch["video"], batch["video_mask"]
+    B = video.shape[0]
+    Ns = max(batch["tokens"].shape[1], batch["neg_tokens"].shape[1])
+    tok, tm = _pad(batch["tokens"], Ns), _pad(batch["token_mask"], Ns)
+    ntok, ntm = _pad(batch["neg_tokens"], Ns), _pad(batch["neg_token_mask"], Ns)
+    content = batch.get("content_mask")
+    content = None if content is None else _pad(content, Ns)
+    videos, vmasks, toks, tmasks = [video, video], [vm, vm], [tok, ntok], [tm, ntm]
+    nv_ok = None
+    if negative_video:
+        if "vid" not in batch:
+            raise ValueError("run_training_pass: negative_video=True needs the batch key 'vid'")
+        nv_idx, nv_ok = ops.negative_video_indices(batch["vid"])
+        nv_idx, nv_ok = nv_idx.to(video.device), nv_ok.to(video.device)
+        videos.append(video[nv_idx])
+        vmasks.append(vm[nv_idx])
+        toks.append(tok)
+        tmasks.append(tm)
+    out = net(torch.cat(videos), torch.cat(vmasks), torch.cat(toks), torch.cat(tmasks))
+    return TrainingPass(
+        pos=out.select(slice(0, B)), neg=out.select(slice(B, 2 * B)),
+        neg_video=out.select(slice(2 * B, 3 * B)) if negative_video else None,
+        tokens=tok, token_mask=tm, neg_tokens=ntok, neg_token_mask=ntm, content_mask=content,
+        neg_video_ok=nv_ok,
+    )
+
+
+def _pad(x: Tensor, n: int) -> Tensor:
+    """Right-pad the last dim of [B, N] to n with 0 / False."""
+    if x.shape[1] >= n:
+        return x
+    return torch.cat([x, x.new_zeros((x.shape[0], n - x.shape[1]))], dim=1)
