@@ -117,3 +117,28 @@ def ref_outer_loss_map(
                     total = total + torch.log(torch.clamp(arg, min=eps))
                 out[b, s, e] = -total / (L - length)
     return out
+
+
+def chosen_tokens(token_mask, subset, b):
+    toks = token_mask[b].nonzero().flatten()
+    if subset is None:
+        return toks
+    chosen = (token_mask[b] & subset[b]).nonzero().flatten()
+    return chosen if chosen.numel() else toks
+
+
+def ref_maxsum(P, token_mask, clip_mask, subset=None, alpha=0.0):
+    """MS(s,e) = sum_{j=s..e} (pbar_j - mean_{k<L} pbar_k - alpha * sd), pbar_j = mean over chosen tokens,
+    sd the population standard deviation of pbar over the L valid clips."""
+    B, _Ns, Nv = P.shape
+    out = torch.full((B, Nv, Nv), -math.inf, dtype=P.dtype)
+    for b in range(B):
+        toks = chosen_tokens(token_mask, subset, b).tolist()
+        L = int(clip_mask[b].sum())
+        pbar = [sum(P[b, i, j] for i in toks) / len(toks) for j in range(L)]
+        mean = sum(pbar) / L
+        sd = math.sqrt(sum((x - mean) ** 2 for x in pbar) / L)
+        for s in range(L):
+            for e in range(s, L):
+                out[b, s, e] = sum(pbar[j] - mean - alpha * sd for j in range(s, e + 1))
+    return out

@@ -41,19 +41,15 @@ def test_losses_and_gradients_stay_finite_in_float32_at_the_clamp():
 
 
 def test_centred_matching_score_equals_a_literal_loop():
-    from fsan_lightning.models.criterion import FSANCriterion
+    from fsan_lightning.models import CentredMatchingScore, FSANOutput
 
     g = torch.Generator().manual_seed(1)
     cos = torch.rand(2, 3, 5, generator=g).double() * 2 - 1
     tm = torch.tensor([[True, True, False], [True, True, True]])
     vm = torch.tensor([[True, True, True, False, False], [True] * 5])
 
-    class Out:
-        cosine = cos
-        A = cos
-        P = None
-
-    got = FSANCriterion(match_on="centred")._match(Out, tm, vm)
+    out = FSANOutput(A=cos, P=cos, text_features=cos, video_features=cos, video_mask=vm, cosine=cos)
+    got = CentredMatchingScore()(out, tm)
     for b in range(2):
         L = int(vm[b].sum())
         vals = []

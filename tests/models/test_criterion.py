@@ -1,4 +1,4 @@
-"""FSANCriterion against literal loop computations, its decision switches, and a training run."""
+"""The loss terms (build_criterion) against literal loop computations, their decision switches, and a training run."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from fsan_lightning import ops
-from fsan_lightning.models import FSAN, FSANCriterion, FSANOutput
-from reference_ops import ref_inner_loss_map, ref_minmax, ref_outer_loss_map, ref_segment_scores
-from test_ops_grounding_rules import ref_maxsum
+from fsan_lightning.models import FSANOutput, MaxSumGrounder, build_criterion, run_training_pass
+from helpers import make_net
+from reference_ops import ref_inner_loss_map, ref_maxsum, ref_minmax, ref_outer_loss_map, ref_segment_scores
 
 torch.set_num_threads(1)
 VOCAB, VDIM = 12, 4
@@ -20,12 +20,15 @@ VOCAB, VDIM = 12, 4
 class FakeNet(nn.Module):
     """cosine = tanh(<emb[token], clip>), A = 3 * cosine: known, differentiable, and cheap."""
 
-    def __init__(self, content_minimum: bool = False):
+    head = None
+    alignment = type("CosineAlignment", (), {"has_cosine": True})()
+    grounder = MaxSumGrounder(tokens="content")  # the rule of weights_from="grounding"
+
+    def __init__(self):
         super().__init__()
         self.emb = nn.Parameter(
             torch.randn(VOCAB, VDIM, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
         )
-        self.content_minimum = content_minimum
         self.calls: list[int] = []
 
     def forward(self, video, video_mask, tokens, token_mask):
@@ -33,15 +36,30 @@ class FakeNet(nn.Module):
         A = torch.tanh(torch.einsum("bie,bje->bij", self.emb[tokens], video))
         A = torch.where(token_mask[:, :, None] & video_mask[:, None, :], A, torch.zeros_like(A))
         P = ops.minmax_normalize(A, token_mask, video_mask)
-        return FSANOutput(A=3 * A, P=P, text_features=self.emb[tokens], video_features=video, cosine=A)
+        return FSANOutput(A=3 * A, P=P, text_features=self.emb[tokens], video_features=video,
+                          video_mask=video_mask, cosine=A)
 
-    def min_token_mask(self, token_mask, content_mask):
-        return content_mask & token_mask if self.content_minimum else None
 
-    def segment_scores(self, out, token_mask, video_mask, content_mask=None):
-        """The grounding rule FSAN uses with grounding_rule="maxsum", grounding_tokens="content"."""
-        assert out.segment_logits is None and not out.P.requires_grad  # weights come from a detached map
-        return ops.maxsum_segment_scores(out.P, token_mask, video_mask, score_token_mask=content_mask & token_mask)
+def make_criterion(net=None, *, l1=1 / 3, l2=1 / 3, l3=1 / 3, negative_video=False, match_fn="cosine",
+                   match_on="raw", tau=0.05, weight_form="softmax", outer_form="complement", sap_tokens="all",
+                   sap_weights_from="sc", sap_loss=True, grounding_head="sap", **kw):
+    """build_criterion from the equations' names (l1, l2, l3: Eq. 13's weights)."""
+    weights = {"triplet": l1, "inner": l2, "outer": l3, **({"triplet_video": l1} if negative_video else {})}
+    kind = {"raw": "raw", "P": "printed", "centred": "centred"}[match_on]
+    return build_criterion(weights, matching={"kind": kind, "fn": match_fn}, sap_loss=sap_loss,
+                           sap={"tau": tau, "weight_form": weight_form, "outer_form": outer_form,
+                                "tokens": sap_tokens, "weights_from": sap_weights_from},
+                           grounding_head=grounding_head, net=net, **kw)
+
+
+def run(criterion, net, batch, sap_weight: float = 1.0) -> dict:
+    """The criterion's terms on one training pass, flat: loss, loss_triplet (= triplet + triplet_video),
+    loss_inner, loss_outer, the terms by name, and the statistics."""
+    got = criterion(run_training_pass(net, batch, criterion.needs_negative_video), sap_weight=sap_weight)
+    t = got["terms"]
+    zero = torch.zeros((), dtype=t["triplet"].dtype)
+    return {"loss": got["loss"], "loss_triplet": t["triplet"] + t.get("triplet_video", zero),
+            "loss_inner": t["inner"], "loss_outer": t["outer"], **t, **got["stats"]}
 
 
 def make_batch(seed: int = 0):
@@ -159,62 +177,55 @@ def assert_matches(got, expected):
 )
 def test_criterion_matches_literal_equations(crit_kw, lit_kw):
     net, batch = FakeNet(), make_batch()
-    got = FSANCriterion(**crit_kw)(net, batch, sap_weight=0.7)
+    got = run(make_criterion(net, **crit_kw), net, batch, sap_weight=0.7)
     # one forward for positive + negative sentences (+ negative videos)
     assert net.calls == [12 if crit_kw.get("negative_video") else 8]
-    assert_matches(got, literal_losses(net, batch, sap_weight=0.7, **lit_kw))
-    assert set(got) >= {"loss", "loss_triplet", "loss_inner", "loss_outer"}
+    lit = literal_losses(net, batch, sap_weight=0.7, **lit_kw)
+    if not crit_kw.get("negative_video"):
+        del lit["triplet_video"]
+    assert_matches(got, lit)
     assert all(v.dim() == 0 for v in got.values())
 
 
-def test_criterion_content_minimum_uses_the_network_choice():
-    net, batch = FakeNet(content_minimum=True), make_batch()
-    got = FSANCriterion()(net, batch)
-    assert_matches(got, literal_losses(net, batch, content_minimum=True))
-    assert got["loss_outer"].item() != pytest.approx(FSANCriterion()(FakeNet(), batch)["loss_outer"].item())
-
-
 def test_shared_word_masking_drops_fully_shared_sentences():
-    got = FSANCriterion()(FakeNet(), make_batch())
+    got = run(make_criterion(), FakeNet(), make_batch())
     assert got["usable_fraction"].item() == pytest.approx(0.75)  # sample 3 has no unshared word
-    assert FSANCriterion(mask_shared="negative")(FakeNet(), make_batch())[
-        "usable_fraction"
-    ].item() == pytest.approx(0.75)
-    assert FSANCriterion(mask_shared="none")(FakeNet(), make_batch())["usable_fraction"].item() == 1.0
+    assert run(make_criterion(mask_shared="negative"), FakeNet(), make_batch())["usable_fraction"].item() == pytest.approx(0.75)
+    assert run(make_criterion(mask_shared="none"), FakeNet(), make_batch())["usable_fraction"].item() == 1.0
 
 
 def test_decision_switches_change_the_losses():
     batch = make_batch()
-    base = FSANCriterion(margin=2.0)(FakeNet(), batch)
-    printed_p = FSANCriterion(match_on="P")(FakeNet(), batch)
+    base = run(make_criterion(margin=2.0), FakeNet(), batch)
+    printed_p = run(make_criterion(match_on="P"), FakeNet(), batch)
     # Decision 1: on P the matching score is 1 for both sentences, so Lt is exactly the margin
     assert printed_p["loss_triplet"].item() == pytest.approx(0.2)
     assert printed_p["score_pos"].item() == pytest.approx(1.0) and printed_p[
         "score_neg"
     ].item() == pytest.approx(1.0)
-    raw_w = FSANCriterion(weight_form="raw")(FakeNet(), batch)
+    raw_w = run(make_criterion(weight_form="raw"), FakeNet(), batch)
     assert raw_w["loss_inner"].item() != pytest.approx(base["loss_inner"].item())
-    outer = FSANCriterion(outer_form="printed")(FakeNet(), batch)
+    outer = run(make_criterion(outer_form="printed"), FakeNet(), batch)
     assert outer["loss_outer"].item() != pytest.approx(base["loss_outer"].item())
-    one_sided = FSANCriterion(mask_shared="negative", margin=2.0)(FakeNet(), batch)
+    one_sided = run(make_criterion(mask_shared="negative", margin=2.0), FakeNet(), batch)
     assert one_sided["loss_triplet"].item() != pytest.approx(base["loss_triplet"].item())
     for fn in ("sigmoid", "tanh", "identity"):
-        other = FSANCriterion(match_fn=fn, margin=2.0)(FakeNet(), batch)
+        other = run(make_criterion(match_fn=fn, margin=2.0), FakeNet(), batch)
         assert other["score_pos"].item() != pytest.approx(base["score_pos"].item()), fn
 
 
 def test_sap_loss_off_and_warmup_weight():
     batch = make_batch()
-    off = FSANCriterion(sap_loss=False)(FakeNet(), batch)
+    off = run(make_criterion(sap_loss=False), FakeNet(), batch)
     assert off["loss"].item() == off["loss_triplet"].item()
     assert not off["loss_inner"].requires_grad and off["loss_inner"].item() > 0  # still reported
-    warm = FSANCriterion()(FakeNet(), batch, sap_weight=0.0)
+    warm = run(make_criterion(), FakeNet(), batch, sap_weight=0.0)
     assert warm["loss"].item() == pytest.approx(warm["loss_triplet"].item() / 3)
 
 
 def test_loss_weights_sum_into_total_and_gradients_flow():
     net, batch = FakeNet(), make_batch()
-    got = FSANCriterion(l1=0.2, l2=0.3, l3=0.5)(net, batch, sap_weight=0.5)
+    got = run(make_criterion(l1=0.2, l2=0.3, l3=0.5), net, batch, sap_weight=0.5)
     expected = 0.2 * got["loss_triplet"] + 0.5 * (0.3 * got["loss_inner"] + 0.5 * got["loss_outer"])
     assert got["loss"].item() == pytest.approx(expected.item())
     got["loss"].backward()
@@ -222,21 +233,36 @@ def test_loss_weights_sum_into_total_and_gradients_flow():
 
 
 def test_bad_criterion_arguments_raise():
-    for kw in (
-        {"mask_shared": "positive"},
-        {"match_fn": "relu"},
-        {"match_on": "Q"},
-        {"outer_form": "x"},
-        {"weight_form": "x"},
-        {"l2": -0.1},
-        {"tau": 0.0},
+    for kw, match in (
+        ({"mask_shared": "positive"}, "mask_shared"),
+        ({"match_fn": "relu"}, "fn must be one of"),
+        ({"outer_form": "x"}, "outer_form"),
+        ({"weight_form": "x"}, "weight_form"),
+        ({"l2": -0.1}, ">= 0"),
+        ({"tau": 0.0}, "tau"),
+        ({"l1": 0.0}, "positive 'triplet'"),
     ):
-        with pytest.raises(ValueError, match="FSANCriterion"):
-            FSANCriterion(**kw)
+        with pytest.raises(ValueError, match=match):
+            make_criterion(**kw)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        build_criterion({"triplet": 1.0}, matching={"kind": "Q"})
+    with pytest.raises(ValueError, match="unknown term"):
+        build_criterion({"triplet": 1.0, "tripplet_video": 1.0})
     batch = make_batch()
     del batch["vid"]
     with pytest.raises(ValueError, match="vid"):
-        FSANCriterion(negative_video=True)(FakeNet(), batch)
+        run(make_criterion(negative_video=True), FakeNet(), batch)
+
+
+def test_incompatible_network_and_loss_fail_at_build_time():
+    dot = make_net(alignment={"kind": "dot"})
+    with pytest.raises(ValueError, match="cosine alignment"):
+        make_criterion(dot)
+    make_criterion(dot, match_fn="sigmoid")  # a bounded g of A works with any alignment
+    with pytest.raises(ValueError, match="MLP head"):
+        make_criterion(make_net(), grounding_head="mlp")
+    with pytest.raises(ValueError, match="no MIL terms"):
+        make_criterion(make_net(grounding_head="mlp"))
 
 
 def test_loss_building_blocks_hand_cases():
@@ -265,27 +291,23 @@ def test_loss_building_blocks_hand_cases():
 
 
 def test_mlp_head_trains_with_mil_triplet():
-    torch.manual_seed(0)
-    net = FSAN(
-        VOCAB, 6, VDIM, d_model=16, icim_layers=1, num_heads=2, ffn_dim=16, grounding_head="mlp", mlp_hidden=8
-    )
+    net = make_net(grounding_head="mlp", interaction={"layers": 1}, head={"hidden": 8})
     batch = make_batch()
-    batch["video"] = batch["video"].float()
+    batch["video"] = torch.randn(4, 5, 20, dtype=torch.float32, generator=torch.Generator().manual_seed(1))
+    batch["tokens"] = batch["tokens"] * 3 % 40 * batch["token_mask"]
     net.eval()
-    both = FSANCriterion()(net, batch)
-    only_head = FSANCriterion(mlp_sap_triplet=False)(net, batch)
-    assert both["triplet_mlp"].item() > 0
-    assert both["loss_triplet"].item() == pytest.approx(
-        both["triplet_mlp"].item() + both["triplet_sentence"].item(), rel=1e-5
-    )
-    assert only_head["loss_triplet"].item() == pytest.approx(only_head["triplet_mlp"].item(), rel=1e-5)
-    both["loss"].backward()
+    got = run(make_criterion(net, grounding_head="mlp", negative_video=True), net, batch)
+    assert got["mil"].item() > 0 and "mil_video" in got
+    # Eq. 13 with the head: the MIL terms at the weights of the matching terms they mirror
+    expected = (got["triplet"] + got["triplet_video"] + got["mil"] + got["mil_video"] + got["inner"] + got["outer"]) / 3
+    assert got["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+    got["loss"].backward()
     assert net.head.fc3.weight.grad.abs().sum() > 0
 
 
 def _tiny_training_batch():
     g = torch.Generator().manual_seed(0)
-    B, Nv, Ns, V = 8, 10, 7, 30
+    B, Nv, Ns, V = 8, 10, 7, 40
     tm = torch.arange(Ns)[None] < torch.randint(2, Ns + 1, (B,), generator=g)[:, None]
     ntm = torch.arange(Ns - 2)[None] < torch.randint(2, Ns - 1, (B,), generator=g)[:, None]
     return {
@@ -303,19 +325,18 @@ def _tiny_training_batch():
 
 def test_total_loss_halves_in_200_adam_steps():
     """Default criterion; small network without dropout so the run is deterministic."""
-    torch.manual_seed(0)
-    net = FSAN(30, 16, 20, d_model=32, icim_layers=2, num_heads=4, ffn_dim=64, dropout=0.0)
-    criterion = FSANCriterion()
+    net = make_net(dropout=0.0, d_model=32, ffn_dim=64, interaction={"layers": 2})
+    criterion = make_criterion(net)
     batch = _tiny_training_batch()
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
     first = None
     for _ in range(200):
-        losses = criterion(net, batch)
+        losses = run(criterion, net, batch)
         opt.zero_grad()
         losses["loss"].backward()
         opt.step()
         first = losses["loss"].item() if first is None else first
     with torch.no_grad():
-        last = criterion(net, batch)
+        last = run(criterion, net, batch)
     assert last["loss"].item() <= 0.5 * first, (first, {k: v.item() for k, v in last.items()})
     assert last["score_pos"] > last["score_neg"]

@@ -6,51 +6,10 @@ import pytest
 import torch
 
 from fsan_lightning import ops
-from fsan_lightning.models import FSAN, window_softmax_pool
+from fsan_lightning.models import window_softmax_pool
+from helpers import SMALL_NET, VDIM, VOCAB, WORD, make_net, n_params, padded_pair
 
 torch.set_num_threads(1)
-
-VOCAB, WORD, VDIM = 40, 12, 20
-SMALL = {
-    "d_model": 32,
-    "text_layers": 1,
-    "icim_layers": 2,
-    "num_heads": 4,
-    "ffn_dim": 48,
-    "max_tokens": 16,
-    "max_clips": 16,
-    "mlp_hidden": 24,
-}
-
-
-def make_net(seed: int = 0, **kw) -> FSAN:
-    torch.manual_seed(seed)
-    return FSAN(VOCAB, WORD, VDIM, **{**SMALL, **kw})
-
-
-def n_params(module: torch.nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
-def padded_pair(seed: int = 0):
-    """The same sample (5 tokens, 6 clips) padded two ways inside batches with other samples."""
-    g = torch.Generator().manual_seed(seed)
-    video = torch.randn(6, VDIM, generator=g)
-    tokens = torch.randint(2, VOCAB, (5,), generator=g)
-
-    def batch(Ns: int, Nv: int, other_tokens: int, other_clips: int, junk: float):
-        vid = torch.full((2, Nv, VDIM), junk)
-        vid[0, :6] = video
-        vid[1, :other_clips] = torch.randn(other_clips, VDIM, generator=g)
-        tok = torch.zeros(2, Ns, dtype=torch.long)
-        tok[0, :5] = tokens
-        tok[1, :other_tokens] = torch.randint(2, VOCAB, (other_tokens,), generator=g)
-        tm = torch.arange(Ns)[None] < torch.tensor([[5], [other_tokens]])
-        vm = torch.arange(Nv)[None] < torch.tensor([[6], [other_clips]])
-        tok[~tm] = 0
-        return vid, vm, tok, tm
-
-    return batch(5, 6, 3, 4, 0.0), batch(9, 11, 9, 11, 3.0)
 
 
 @pytest.mark.parametrize(
@@ -60,7 +19,7 @@ def padded_pair(seed: int = 0):
         {"grounding_head": "mlp"},
         {"cross_attn": False},
         {"inner_attn": False},
-        {"align_form": "dot", "text_layers": 2},
+        {"alignment": {"kind": "dot"}, "text_encoder": {"layers": 2}},
     ],
 )
 def test_padding_never_changes_valid_outputs(kw):
@@ -102,15 +61,16 @@ def _block_params(d: int, f: int) -> int:
 
 
 def test_ablation_parameter_counts():
-    d, f, layers, h = SMALL["d_model"], SMALL["ffn_dim"], SMALL["icim_layers"], SMALL["mlp_hidden"]
+    d, f = SMALL_NET["d_model"], SMALL_NET["ffn_dim"]
+    layers, h = SMALL_NET["interaction"]["layers"], SMALL_NET["head"]["hidden"]
     full = n_params(make_net())
     assert full - n_params(make_net(cross_attn=False)) == layers * 2 * _block_params(d, f)
     assert full - n_params(make_net(inner_attn=False)) == layers * 2 * _block_params(d, f)
     mlp_head = (d + 1) + (d * h + h) + (h * h + h) + (h + 1)
     assert n_params(make_net(grounding_head="mlp")) - full == mlp_head
-    assert n_params(make_net(learn_score_scale=True)) - full == 1
-    assert n_params(make_net(align_dim=8)) - full == 2 * d * 8 - 2 * d * d
-    frozen, free = make_net(), make_net(freeze_embeddings=False)
+    assert n_params(make_net(alignment={"learn_score_scale": True})) - full == 1
+    assert n_params(make_net(alignment={"dim": 8})) - full == 2 * d * 8 - 2 * d * d
+    frozen, free = make_net(), make_net(text_encoder={"freeze_embeddings": False})
     assert n_params(free, True) - n_params(frozen, True) == VOCAB * WORD
 
 
@@ -119,9 +79,9 @@ def test_ablation_parameter_counts():
     [
         {"cross_attn": False},
         {"inner_attn": False},
-        {"text_layers": 0},
-        {"align_form": "dot"},
-        {"score_scale": 3.0},
+        {"text_encoder": {"layers": 0}},
+        {"alignment": {"kind": "dot"}},
+        {"alignment": {"score_scale": 3.0}},
     ],
 )
 def test_each_switch_changes_the_computation(kw):
@@ -130,7 +90,7 @@ def test_each_switch_changes_the_computation(kw):
         base = make_net().eval()(v, vm, t, tm)
         other = make_net(**kw).eval()(v, vm, t, tm)
     assert not torch.allclose(base.A, other.A, atol=1e-4)
-    if kw == {"score_scale": 3.0}:  # P and the cosine do not depend on the scale
+    if kw == {"alignment": {"score_scale": 3.0}}:  # P and the cosine do not depend on the scale
         torch.testing.assert_close(base.P, other.P)
         torch.testing.assert_close(base.cosine, other.cosine)
 
@@ -140,25 +100,20 @@ def test_grounding_head_and_content_minimum_change_segment_scores():
     content = tm.clone()
     content[:, 0] = False
     sap, mlp = make_net().eval(), make_net(grounding_head="mlp").eval()
-    content_net = make_net(sc_min_tokens="content").eval()
+    content_net = make_net(grounder={"kind": "sc", "min_tokens": "content"}).eval()
     with torch.no_grad():
         out = sap(v, vm, t, tm)
         out_mlp = mlp(v, vm, t, tm)
-        sc = sap.segment_scores(out, tm, vm)
+        sc = sap.segment_scores(out, tm)
         torch.testing.assert_close(sc, ops.segment_scores(out.P, tm, vm))
-        # the mlp head grounds with its logits, while the SAP scores stay available
-        assert torch.equal(mlp.segment_scores(out_mlp, tm, vm), out_mlp.segment_logits)
-        torch.testing.assert_close(
-            mlp.sap_segment_scores(out_mlp, tm, vm), ops.segment_scores(out_mlp.P, tm, vm)
-        )
-        sc_content = content_net.segment_scores(out, tm, vm, content)
+        # the mlp head grounds with its logits, while the grounder's scores stay available
+        assert torch.equal(mlp.segment_scores(out_mlp, tm), out_mlp.segment_logits)
+        torch.testing.assert_close(mlp.grounder(out_mlp.P, tm, vm), ops.segment_scores(out_mlp.P, tm, vm))
+        sc_content = content_net.segment_scores(out, tm, content)
         torch.testing.assert_close(sc_content, ops.segment_scores(out.P, tm, vm, min_token_mask=content))
         assert not torch.allclose(sc_content[ops.segment_mask(vm)], sc[ops.segment_mask(vm)])
-        # batch-dict form of the contract
-        batch = {"token_mask": tm, "video_mask": vm, "content_mask": content}
-        torch.testing.assert_close(content_net.segment_scores(out, batch), sc_content)
     with pytest.raises(ValueError, match="content_mask"):
-        content_net.segment_scores(out, tm, vm)
+        content_net.segment_scores(out, tm)
 
 
 def test_load_word_vectors_and_freezing():
@@ -167,7 +122,7 @@ def test_load_word_vectors_and_freezing():
     net.load_word_vectors(matrix)
     assert torch.equal(net.text_encoder.embedding.weight, matrix)
     assert not net.text_encoder.embedding.weight.requires_grad
-    assert make_net(freeze_embeddings=False).text_encoder.embedding.weight.requires_grad
+    assert make_net(text_encoder={"freeze_embeddings": False}).text_encoder.embedding.weight.requires_grad
     with pytest.raises(ValueError, match=r"\[40, 12\].*\[40, 13\]"):
         net.load_word_vectors(torch.randn(VOCAB, WORD + 1))
     with pytest.raises(ValueError, match="NaN"):
@@ -189,8 +144,10 @@ def test_bad_inputs_raise():
         net(torch.randn(2, 17, VDIM), torch.ones(2, 17, dtype=torch.bool), t, tm)
     with pytest.raises(ValueError, match="grounding_head"):
         make_net(grounding_head="transformer")
-    with pytest.raises(ValueError, match="align_form"):
-        make_net(align_form="l2")
+    with pytest.raises(ValueError, match="alignment: kind must be one of"):
+        make_net(alignment={"kind": "l2"})
+    with pytest.raises(TypeError, match=r"model.net.grounder \(SCGrounder\)"):
+        make_net(grounder={"threshold": 0.2})
 
 
 def test_window_softmax_pool_matches_literal_loop():

@@ -8,12 +8,11 @@ import pytest
 import torch
 
 from fsan_lightning import ops
-from fsan_lightning.models import FSAN, FSANCriterion
-from fsan_lightning.models.heads import MLPGroundingHead
+from fsan_lightning.models import MILTripletTerms, MLPClipHead, MLPSegmentHead, build_criterion, run_training_pass
+from helpers import make_net
 
 torch.set_num_threads(1)
 INF = math.inf
-VOCAB, VDIM = 12, 4
 
 
 # ----------------------------------------------------------------------------- ops.mil_pool
@@ -102,48 +101,41 @@ def test_clip_segment_scores_gradients_are_finite_and_padding_is_ignored():
 # ----------------------------------------------------------------------------- the head
 def test_clip_head_scores_segments_from_clip_logits():
     torch.manual_seed(0)
-    head = MLPGroundingHead(8, hidden=6, dropout=0.0, mode="clip").eval()
+    head = MLPClipHead(8, hidden=6, dropout=0.0).eval()
     V, vm = torch.randn(2, 5, 8), torch.arange(5)[None] < torch.tensor([[5], [3]])
-    clip = head.clip_logits(V, vm)
-    assert clip.shape == (2, 5) and (clip[1, 3:] == 0).all()
-    torch.testing.assert_close(head(V, vm), ops.clip_segment_scores(clip, vm, "maxsum"))
+    S, tm = torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.bool)
+    out = head(V, vm, S, tm)
+    clip = out.instance_logits
+    assert clip.shape == (2, 5) and (clip[1, 3:] == 0).all() and torch.equal(out.instance_mask, vm)
+    torch.testing.assert_close(out.segment_logits, ops.clip_segment_scores(clip, vm, "maxsum"))
     # no attention pooling in clip mode: one Linear(d, 1) fewer than the segment head
     n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert n(MLPGroundingHead(8, 6)) - n(head) == 8 + 1
+    assert n(MLPSegmentHead(8, 6)) - n(head) == 8 + 1
+    seg = MLPSegmentHead(8, 6, dropout=0.0).eval()(V, vm, S, tm)
+    assert torch.equal(seg.instance_mask, ops.segment_mask(vm)) and seg.instance_logits.shape == (2, 5, 5)
 
 
 def test_product_condition_reads_the_sentence():
     torch.manual_seed(0)
-    head = MLPGroundingHead(8, hidden=6, dropout=0.0, mode="clip", condition="product").eval()
+    head = MLPClipHead(8, hidden=6, dropout=0.0, condition="product").eval()
     V, vm = torch.randn(1, 4, 8), torch.ones(1, 4, dtype=torch.bool)
     S, tm = torch.randn(1, 3, 8), torch.tensor([[True, True, False]])
     s_bar = S[:, :2].mean(dim=1)
     h = torch.relu(head.fc2(torch.relu(head.fc1(V * s_bar[:, None]))))
-    torch.testing.assert_close(head.clip_logits(V, vm, S, tm), head.fc3(h).squeeze(-1))
+    torch.testing.assert_close(head(V, vm, S, tm).instance_logits, head.fc3(h).squeeze(-1))
     S2 = S.clone()
     S2[0, 2] = 100.0  # a padded token changes nothing
-    torch.testing.assert_close(head.clip_logits(V, vm, S2, tm), head.clip_logits(V, vm, S, tm))
-    with pytest.raises(ValueError, match="product"):
-        head.clip_logits(V, vm)
-    with pytest.raises(ValueError, match="mode"):
-        MLPGroundingHead(8, mode="window")
+    torch.testing.assert_close(head(V, vm, S2, tm).instance_logits, head(V, vm, S, tm).instance_logits)
+    with pytest.raises(ValueError, match="condition"):
+        MLPClipHead(8, condition="sum")
+    with pytest.raises(ValueError, match="segment_rule"):
+        MLPClipHead(8, segment_rule="sum")
 
 
-# ----------------------------------------------------------------------------- the criterion
-def _net(**kw):
-    torch.manual_seed(0)
-    return FSAN(
-        VOCAB,
-        6,
-        VDIM,
-        d_model=16,
-        icim_layers=1,
-        num_heads=2,
-        ffn_dim=16,
-        grounding_head="mlp",
-        mlp_hidden=8,
-        **kw,
-    ).eval()
+# ----------------------------------------------------------------------------- the MIL terms
+def _net(kind="segment"):
+    return make_net(grounding_head="mlp", d_model=16, num_heads=2, ffn_dim=16, interaction={"layers": 1},
+                    head={"kind": kind, "hidden": 8}).eval()
 
 
 def _batch():
@@ -152,7 +144,7 @@ def _batch():
     tokens = torch.tensor([[2, 3, 4, 0], [6, 7, 1, 0], [2, 8, 9, 10]])
     neg = torch.tensor([[4, 5, 11], [1, 9, 0], [3, 8, 11]])
     return {
-        "video": torch.randn(B, Nv, VDIM, generator=g),
+        "video": torch.randn(B, Nv, 20, generator=g),
         "video_mask": torch.arange(Nv)[None] < torch.tensor([[5], [3], [4]]),
         "tokens": tokens,
         "token_mask": tokens > 0,
@@ -168,40 +160,38 @@ def _triplet(a, b, margin=0.2):
     return torch.clamp(margin - a + b, min=0).mean()
 
 
+def _mil_term(net, batch, temperature=None):
+    return MILTripletTerms(0.2, temperature)(run_training_pass(net, batch, negative_video=False))[0]["mil"]
+
+
 def test_default_mil_is_the_hard_max_over_segments():
     net, batch = _net(), _batch()
-    losses = FSANCriterion(mlp_sap_triplet=False, sap_loss=False)(net, batch)
     vm = batch["video_mask"]
     pos = net(batch["video"], vm, batch["tokens"], batch["token_mask"]).segment_logits
     Ns = batch["tokens"].shape[1]
     neg_tokens = torch.nn.functional.pad(batch["neg_tokens"], (0, Ns - 3))
     neg = net(batch["video"], vm, neg_tokens, neg_tokens > 0).segment_logits
     old = lambda x: torch.sigmoid(x).flatten(1).amax(dim=1)  # noqa: E731  (the first build's _mil)
-    torch.testing.assert_close(losses["triplet_mlp"], _triplet(old(pos), old(neg)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(_mil_term(net, batch), _triplet(old(pos), old(neg)), atol=1e-5, rtol=1e-5)
 
 
-def test_clip_mode_mil_is_the_smooth_max_over_clip_logits():
-    net, batch = _net(mlp_mode="clip"), _batch()
+def test_clip_head_mil_is_the_smooth_max_over_clip_logits():
+    net, batch = _net("clip"), _batch()
     t = 0.1
-    losses = FSANCriterion(mlp_sap_triplet=False, sap_loss=False, mlp_mil_temperature=t)(net, batch)
     vm = batch["video_mask"]
 
     def video_score(tokens):
-        out = net(batch["video"], vm, tokens, tokens > 0)
-        c = torch.sigmoid(net.head.clip_logits(out.video_features, vm))
+        c = torch.sigmoid(net(batch["video"], vm, tokens, tokens > 0).instance_logits)
         return torch.stack([t * torch.log(torch.exp(c[b, vm[b]] / t).mean()) for b in range(3)])
 
     neg_tokens = torch.nn.functional.pad(batch["neg_tokens"], (0, 1))
     expected = _triplet(video_score(batch["tokens"]), video_score(neg_tokens))
-    torch.testing.assert_close(losses["triplet_mlp"], expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(_mil_term(net, batch, t), expected, atol=1e-5, rtol=1e-5)
     net.train()
-    losses = FSANCriterion(mlp_mil_temperature=t, negative_video=True)(net, batch, sap_weight=1.0)
+    crit = build_criterion({"triplet": 1 / 3, "triplet_video": 1 / 3, "inner": 1 / 3, "outer": 1 / 3},
+                           mil_temperature=t, grounding_head="mlp", net=net)
+    losses = crit(run_training_pass(net, batch, crit.needs_negative_video))
     losses["loss"].backward()
     assert net.head.fc3.weight.grad.abs().sum() > 0 and torch.isfinite(losses["loss"])
-    with pytest.raises(ValueError, match="mlp_mil_temperature"):
-        FSANCriterion(mlp_mil_temperature=0.0)
-
-
-def test_fsan_rejects_unknown_mlp_options():
-    with pytest.raises(ValueError, match="segment_rule"):
-        _net(mlp_mode="clip", mlp_segment_rule="sum")
+    with pytest.raises(ValueError, match="temperature"):
+        MILTripletTerms(temperature=0.0)

@@ -1,0 +1,172 @@
+"""Every registered part variant: builds, runs forward and backward, respects padding; and what each changes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fsan_lightning import ops
+from fsan_lightning.models import (
+    ICIM, REGISTRIES, CentredVideoEncoder, FeatureSpaceAlignment, FeatureSpaceVideoEncoder, GatedICIM, MaxSumGrounder,
+    SCGrounder, TextEncoder, WordResidualTextEncoder,
+)
+from helpers import FEATURE_SPACE_NET, VDIM, VOCAB, WORD, make_net, n_params, padded_pair
+
+torch.set_num_threads(1)
+
+# one network per registered kind of every part (the feature-space kinds need the feature width)
+VARIANTS = [
+    (part, kind) for part in ("text_encoder", "video_encoder", "interaction", "alignment", "grounder", "head")
+    for kind in sorted(REGISTRIES[part])
+]
+
+
+def _variant_net(part: str, kind: str):
+    if (part, kind) in (("video_encoder", "feature_space"), ("alignment", "feature_space")):
+        return make_net(base=FEATURE_SPACE_NET, **{part: {"kind": kind}})
+    extra = {"grounding_head": "mlp"} if part == "head" else {}
+    return make_net(**{part: {"kind": kind}}, **extra)
+
+
+@pytest.mark.parametrize(("part", "kind"), VARIANTS, ids=[f"{p}-{k}" for p, k in VARIANTS])
+def test_every_registered_variant_builds_runs_and_respects_padding(part, kind):
+    net = _variant_net(part, kind)
+    assert type(getattr(net, part)) is REGISTRIES[part][kind]
+    (v1, vm1, t1, tm1), (v2, vm2, t2, tm2) = padded_pair()
+    net.eval()
+    with torch.no_grad():
+        o1, o2 = net(v1, vm1, t1, tm1), net(v2, vm2, t2, tm2)
+        sc1, sc2 = net.segment_scores(o1, tm1, tm1), net.segment_scores(o2, tm2, tm2)
+    close = {"rtol": 0, "atol": 1e-5}
+    torch.testing.assert_close(o1.P[0, :5, :6], o2.P[0, :5, :6], **close)
+    torch.testing.assert_close(sc1[0, :6, :6], sc2[0, :6, :6], **close)
+    assert torch.isinf(sc2[0, :, 6:]).all()
+    net.train()
+    out = net(v2, vm2, t2, tm2)
+    loss = out.A.sum() + (out.instance_logits.sum() if out.instance_logits is not None else 0)
+    loss.backward()
+    grads = [p.grad for p in net.parameters() if p.requires_grad]
+    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_feature_space_encoder_returns_the_clips_and_checks_the_width():
+    enc = FeatureSpaceVideoEncoder(VDIM, None, dropout=0.0).eval()
+    x = torch.randn(2, 5, VDIM)
+    torch.testing.assert_close(enc(x, torch.ones(2, 5, dtype=torch.bool)), x)
+    assert n_params(enc) == 0 and enc.out_dim == VDIM
+    with pytest.raises(ValueError, match="feature width"):
+        FeatureSpaceVideoEncoder(VDIM, VDIM + 1)
+    with pytest.raises(ValueError, match="feature width 20"):
+        make_net(base=FEATURE_SPACE_NET, d_model=16)
+
+
+def test_feature_space_alignment_is_the_plain_cosine():
+    align = FeatureSpaceAlignment(VDIM, score_scale=10.0)
+    S, V = torch.randn(2, 3, VDIM), torch.randn(2, 4, VDIM)
+    tm, vm = torch.ones(2, 3, dtype=torch.bool), torch.ones(2, 4, dtype=torch.bool)
+    A, P, cos = align(S, V, tm, vm)
+    for b in range(2):
+        for i in range(3):
+            for j in range(4):
+                assert abs(float(cos[b, i, j]) - float(F.cosine_similarity(S[b, i], V[b, j], dim=0))) < 1e-5
+    torch.testing.assert_close(A, 10.0 * cos)
+    assert n_params(align) == 0
+    with pytest.raises(ValueError, match="dim must equal d_model"):
+        FeatureSpaceAlignment(VDIM, dim=8)
+
+
+def test_word_residual_starts_at_zero_and_learns_per_word():
+    torch.manual_seed(0)
+    plain = TextEncoder(VOCAB, WORD, 16, layers=0, dropout=0.0)
+    torch.manual_seed(0)
+    resid = WordResidualTextEncoder(VOCAB, WORD, 16, layers=0, dropout=0.0)
+    tokens = torch.tensor([[3, 4, 3, 0]])
+    mask = tokens > 0
+    torch.testing.assert_close(resid(tokens, mask), plain(tokens, mask))  # zero at init
+    assert n_params(resid) - n_params(plain) == VOCAB * 16
+    resid(tokens, mask).sum().backward()
+    g = resid.residual.weight.grad
+    assert torch.all(g[3] == 2) and torch.all(g[4] == 1)  # word 3 appears twice
+    assert torch.all(g[0] == 0) and torch.all(g[5:] == 0)  # padding and absent words untouched
+
+
+def test_feature_space_net_compares_words_with_raw_clips():
+    net = make_net(base=FEATURE_SPACE_NET).eval()
+    (v, vm, t, tm), _ = padded_pair()
+    with torch.no_grad():
+        out = net(v, vm, t, tm)
+        # ICIM with 0 layers still adds its learnable positions to both sides
+        words = net.text_encoder(t, tm) + net.interaction.text_pos[: t.shape[1]]
+        clips = v + net.interaction.video_pos[: v.shape[1]]
+    assert out.video_features.shape[-1] == VDIM  # d_model=None -> the feature width
+    ref = F.normalize(words, dim=-1) @ F.normalize(clips, dim=-1).transpose(1, 2)
+    valid = tm[:, :, None] & vm[:, None, :]
+    torch.testing.assert_close(out.cosine, torch.where(valid, ref, torch.zeros_like(ref)))
+    # the only trainable parameters: the word projection, the per-word residuals and the positions
+    positions = net.interaction.text_pos.numel() + net.interaction.video_pos.numel()
+    assert n_params(net, trainable_only=True) == (WORD * VDIM + VDIM) + VOCAB * VDIM + positions
+
+
+def test_gated_icim_starts_as_the_identity_and_learns_its_gates():
+    torch.manual_seed(0)
+    icim = GatedICIM(16, layers=2, num_heads=2, ffn_dim=24, dropout=0.0, max_tokens=8, max_clips=8)
+    S, V = torch.randn(2, 5, 16), torch.randn(2, 6, 16)
+    tm = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    vm = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    S2, V2 = icim(S, V, tm, vm)
+    # gates at 0: only the positions are added (padding zeroed)
+    torch.testing.assert_close(S2, torch.where(tm[..., None], S + icim.text_pos[:5], torch.zeros_like(S)))
+    torch.testing.assert_close(V2, torch.where(vm[..., None], V + icim.video_pos[:6], torch.zeros_like(V)))
+    assert not any("norm" in name for name, _ in icim.named_parameters())
+    (S2.sum() + V2.pow(2).sum()).backward()
+    gates = [p for name, p in icim.named_parameters() if "gate" in name]
+    assert len(gates) == 2 * 4 * 2  # layers x blocks x (attention, ffn)
+    assert any(float(g.grad.abs()) > 0 for g in gates)
+    assert sum("norm" in n for n, _ in ICIM(16, layers=1, num_heads=2, ffn_dim=24).named_parameters()) == 4 * 2 * 2
+
+
+def _inputs(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    video = torch.randn(3, 7, VDIM, generator=g)
+    vm = torch.arange(7)[None] < torch.tensor([[7], [5], [3]])
+    tokens = torch.randint(2, VOCAB, (3, 6), generator=g)
+    tm = torch.arange(6)[None] < torch.tensor([[6], [4], [2]])
+    content = tm & (torch.rand(3, 6, generator=g) < 0.5)
+    return video, vm, tokens, tm, content
+
+
+def test_grounders_route_to_the_ops():
+    video, vm, tokens, tm, content = _inputs()
+    for toks in ("all", "content"):
+        subset = content & tm if toks == "content" else None
+        for grounder, expected in (
+            ({"kind": "sc", "pos_tokens": toks}, lambda P: ops.segment_scores(P, tm, vm, pos_token_mask=subset)),
+            ({"kind": "maxsum", "tokens": toks, "threshold": 0.3},
+             lambda P: ops.maxsum_segment_scores(P, tm, vm, score_token_mask=subset, threshold=0.3)),
+        ):
+            net = make_net(grounder=grounder).eval()
+            out = net(video, vm, tokens, tm)
+            torch.testing.assert_close(net.segment_scores(out, tm, content), expected(out.P))
+
+
+def test_grounders_reject_bad_values_and_a_missing_content_mask():
+    with pytest.raises(ValueError, match="pos_tokens"):
+        SCGrounder(pos_tokens="nouns")
+    with pytest.raises(ValueError, match="threshold"):
+        MaxSumGrounder(threshold=-1)
+    video, vm, tokens, tm, _ = _inputs()
+    net = make_net(grounder={"kind": "maxsum", "tokens": "content"}).eval()
+    with pytest.raises(ValueError, match="content_mask"):
+        net.segment_scores(net(video, vm, tokens, tm), tm)
+
+
+def test_centred_video_encoder_ignores_a_per_video_offset():
+    video, vm, tokens, tm, _ = _inputs(1)
+    net = make_net(video_encoder={"kind": "centred"}).eval()
+    assert isinstance(net.video_encoder, CentredVideoEncoder)
+    shifted = video + torch.randn(3, 1, VDIM) * 5  # one offset per video, on every clip
+    with torch.no_grad():
+        torch.testing.assert_close(net(video, vm, tokens, tm).A, net(shifted, vm, tokens, tm).A, atol=1e-4, rtol=1e-4)
+        plain = make_net().eval()
+        assert not torch.allclose(plain(video, vm, tokens, tm).A, plain(shifted, vm, tokens, tm).A, atol=1e-3)
