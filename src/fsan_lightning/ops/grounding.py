@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_clip_mask, check_map, check_mask
+from ._segments import centred, masked_window_sums, outside_means, segment_lengths, segment_mask, window_sums
 
 __all__ = [
     "assemble_by_length",
@@ -26,21 +27,6 @@ __all__ = [
     "segment_mask",
     "segment_scores",
 ]
-
-
-def segment_mask(clip_mask: Tensor) -> Tensor:
-    """Valid segment cells.
-
-    Args:
-        clip_mask: bool [B, Nv], a valid prefix of length L per sample.
-
-    Returns:
-        bool [B, Nv, Nv], True where ``s <= e < L``.
-    """
-    Nv = clip_mask.shape[1]
-    idx = torch.arange(Nv, device=clip_mask.device)
-    upper = idx[:, None] <= idx[None, :]
-    return upper[None] & clip_mask[:, None, :]
 
 
 def minmax_normalize(A: Tensor, token_mask: Tensor, clip_mask: Tensor, eps: float = 1e-12) -> Tensor:
@@ -107,16 +93,6 @@ def matching_score(A: Tensor, token_mask: Tensor, clip_mask: Tensor, *, temperat
     return best.sum(dim=1) / n.clamp(min=1).to(A.dtype)
 
 
-def _window_sums(x: Tensor) -> Tensor:
-    """``W[b, s, e] = sum_{j=s..e} x[b, j]`` for all s, e (garbage for s > e).
-
-    Args:
-        x: float [B, Nv]. Returns: float [B, Nv, Nv].
-    """
-    c = torch.nn.functional.pad(x.cumsum(dim=1), (1, 0))
-    return c[:, None, 1:] - c[:, :-1, None]
-
-
 def _clip_minima(P: Tensor, token_mask: Tensor, min_token_mask: Tensor | None) -> Tensor:
     """``m_j = min over the chosen valid tokens of P[i, j]`` -> float [B, Nv].
 
@@ -178,23 +154,15 @@ def segment_scores(
     """
     check_map("segment_scores", P, token_mask, clip_mask)
     P = _sanitize(P, token_mask, clip_mask, 0.0)
-    Nv = P.shape[2]
     n = token_mask.sum(dim=1).to(P.dtype)
-    L = clip_mask.sum(dim=1).to(P.dtype)
-    idx = torch.arange(Nv, device=P.device)
-    length = (idx[None, :] - idx[:, None] + 1).clamp(min=1).to(P.dtype)  # [Nv(s), Nv(e)]
-
+    length = segment_lengths(P.shape[2], P.device, P.dtype)
     if pos_token_mask is None:
-        pos = _window_sums(P.sum(dim=1)) / (n[:, None, None] * length)
+        pos = window_sums(P.sum(dim=1)) / (n[:, None, None] * length)
     else:
         pbar = _token_mean(P, _chosen_tokens("segment_scores", token_mask, pos_token_mask))
-        pos = _window_sums(pbar) / length
+        pos = window_sums(pbar) / length
     m = _clip_minima(P, token_mask, min_token_mask)
-    m = torch.where(clip_mask, m, torch.zeros_like(m))
-    rest = L[:, None, None] - length
-    neg_sum = m.sum(dim=1)[:, None, None] - _window_sums(m)
-    neg = torch.where(rest > 0, neg_sum / rest.clamp(min=1), torch.zeros_like(neg_sum))
-    sc = pos - neg
+    sc = pos - outside_means(torch.where(clip_mask, m, torch.zeros_like(m)), clip_mask)
     return torch.where(segment_mask(clip_mask), sc, torch.full_like(sc, -torch.inf))
 
 
@@ -226,18 +194,14 @@ def maxsum_segment_scores(
     """
     check_map("maxsum_segment_scores", P, token_mask, clip_mask)
     P = _sanitize(P, token_mask, clip_mask, 0.0)
-    pbar = _token_mean(P, _chosen_tokens("maxsum_segment_scores", token_mask, score_token_mask))
-    L = clip_mask.sum(dim=1, keepdim=True).to(P.dtype)
-    pbar = torch.where(clip_mask, pbar, torch.zeros_like(pbar))
     if threshold < 0:
         raise ValueError(f"maxsum_segment_scores: threshold must be >= 0, got {threshold}")
-    centred = pbar - pbar.sum(dim=1, keepdim=True) / L
+    pbar = _token_mean(P, _chosen_tokens("maxsum_segment_scores", token_mask, score_token_mask))
+    c = centred(pbar, clip_mask)
     if threshold:
-        sd = (torch.where(clip_mask, centred, torch.zeros_like(centred)) ** 2).sum(dim=1, keepdim=True).div(L).sqrt()
-        centred = centred - threshold * sd
-    c = torch.where(clip_mask, centred, torch.zeros_like(pbar))
-    ms = _window_sums(c)
-    return torch.where(segment_mask(clip_mask), ms, torch.full_like(ms, -torch.inf))
+        L = clip_mask.sum(dim=1, keepdim=True).to(P.dtype)
+        c = torch.where(clip_mask, c - threshold * (c**2).sum(dim=1, keepdim=True).div(L).sqrt(), c)
+    return masked_window_sums(c, clip_mask)
 
 
 def assemble_by_length(per_length: list[Tensor]) -> Tensor:
@@ -320,14 +284,7 @@ def outer_loss_map(
         raise ValueError(f"outer_loss_map: form must be 'complement' or 'printed', got {form!r}")
     check_map("outer_loss_map", P, token_mask, clip_mask)
     P = _sanitize(P, token_mask, clip_mask, 0.0)
-    Nv = P.shape[2]
-    L = clip_mask.sum(dim=1).to(P.dtype)
     m = _clip_minima(P, token_mask, min_token_mask)
     r = -torch.log((1.0 - m if form == "complement" else m).clamp(min=eps))
-    r = torch.where(clip_mask, r, torch.zeros_like(r))
-    idx = torch.arange(Nv, device=P.device)
-    length = (idx[None, :] - idx[:, None] + 1).clamp(min=1).to(P.dtype)
-    rest = L[:, None, None] - length
-    total = r.sum(dim=1)[:, None, None] - _window_sums(r)
-    lout = torch.where(rest > 0, total / rest.clamp(min=1), torch.zeros_like(total))
+    lout = outside_means(torch.where(clip_mask, r, torch.zeros_like(r)), clip_mask)
     return torch.where(segment_mask(clip_mask), lout, torch.zeros_like(lout))

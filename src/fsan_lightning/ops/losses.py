@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_mask
-from .grounding import segment_mask
+from ._segments import segment_mask
 
 __all__ = [
     "negative_video_indices",

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_clip_mask
+from ._segments import masked_window_sums
 
 __all__ = ["max_sum_run", "window_sums"]
 
@@ -29,13 +30,7 @@ def window_sums(c: Tensor, clip_mask: Tensor) -> Tensor:
         raise ValueError(f"window_sums: scores must be [B, Nv], got {tuple(c.shape)}")
     B, Nv = c.shape
     check_clip_mask("window_sums", clip_mask, (B, Nv))
-    c = torch.where(clip_mask, c, torch.zeros_like(c))
-    # prefix sums with a leading 0: sum(s..e) = cum[e + 1] - cum[s]
-    cum = torch.cat([torch.zeros_like(c[:, :1]), torch.cumsum(c, dim=1)], dim=1)
-    sums = cum[:, None, 1:] - cum[:, :-1, None]
-    idx = torch.arange(Nv, device=c.device)
-    valid = (idx[:, None] <= idx[None, :])[None] & clip_mask[:, None, :]
-    return torch.where(valid, sums, torch.full_like(sums, -torch.inf))
+    return masked_window_sums(c, clip_mask)
 
 
 def max_sum_run(c: Tensor, clip_mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_clip_mask
-from .max_sum import window_sums
+from ._segments import centred, masked_window_sums, outside_means, segment_lengths, segment_mask, window_sums
 
 __all__ = ["clip_segment_scores", "mil_pool"]
 
@@ -70,20 +70,9 @@ def clip_segment_scores(c: Tensor, clip_mask: Tensor, rule: str = "maxsum") -> T
     if c.dim() != 2:
         raise ValueError(f"clip_segment_scores: scores must be [B, Nv], got {tuple(c.shape)}")
     check_clip_mask("clip_segment_scores", clip_mask, tuple(c.shape))
-    c = torch.where(clip_mask, c, torch.zeros_like(c))
-    L = clip_mask.sum(dim=1).to(c.dtype)  # [B]
-    total = c.sum(dim=1)  # [B]
     if rule == "maxsum":
-        return window_sums(c - (total / L)[:, None], clip_mask)
-    sums = window_sums(c, clip_mask)  # -inf invalid
-    valid = torch.isfinite(sums)
-    inside = torch.where(valid, sums, torch.zeros_like(sums))
-    Nv = c.shape[1]
-    idx = torch.arange(Nv, device=c.device, dtype=c.dtype)
-    length = (idx[None, :] - idx[:, None] + 1)[None]  # [1, Nv, Nv]
-    out_len = L[:, None, None] - length
-    outside = torch.where(
-        out_len > 0, (total[:, None, None] - inside) / out_len.clamp(min=1), torch.zeros_like(inside)
-    )
-    scores = inside / length.clamp(min=1) - outside
-    return torch.where(valid, scores, torch.full_like(scores, -torch.inf))
+        return masked_window_sums(centred(c, clip_mask), clip_mask)
+    c = torch.where(clip_mask, c, torch.zeros_like(c))
+    inside = window_sums(c) / segment_lengths(c.shape[1], c.device, c.dtype)
+    scores = inside - outside_means(c, clip_mask)
+    return torch.where(segment_mask(clip_mask), scores, torch.full_like(scores, -torch.inf))

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_clip_mask, check_mask
+from ._segments import centred, segment_lengths
 from .max_sum import window_sums
 
 __all__ = [
@@ -136,9 +137,7 @@ def centred_clip_scores(P: Tensor, known: Tensor, clip_mask: Tensor) -> tuple[Te
     n = known.sum(dim=1)
     has_word = n > 0
     pbar = torch.where(known[:, :, None], P, torch.zeros_like(P)).sum(dim=1) / n.clamp(min=1)[:, None].to(P.dtype)
-    pbar = torch.where(clip_mask, pbar, torch.zeros_like(pbar))
-    L = clip_mask.sum(dim=1, keepdim=True).to(P.dtype)
-    c = torch.where(clip_mask, pbar - pbar.sum(dim=1, keepdim=True) / L, torch.zeros_like(pbar))
+    c = centred(pbar, clip_mask)
     return torch.where(has_word[:, None], c, torch.zeros_like(c)), has_word
 
 
@@ -155,8 +154,6 @@ def prototype_segment_scores(c: Tensor, has_word: Tensor, clip_mask: Tensor) -> 
         float [B, Nv, Nv], ``-inf`` on invalid cells.
     """
     sums = window_sums(c, clip_mask)
-    Nv = c.shape[1]
-    idx = torch.arange(Nv, device=c.device, dtype=c.dtype)
-    lengths = (idx[None, :] - idx[:, None] + 1)[None].expand_as(sums)
+    lengths = segment_lengths(c.shape[1], c.device, c.dtype)[None].expand_as(sums)
     uninformed = torch.where(torch.isfinite(sums), lengths, sums)  # keeps -inf on invalid cells
     return torch.where(has_word[:, None, None], sums, uninformed)

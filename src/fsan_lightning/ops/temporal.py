@@ -6,13 +6,15 @@ import torch
 from torch import Tensor
 
 from ._checks import check_clip_mask
-from .grounding import segment_mask
+from ._segments import segment_mask
 
 __all__ = ["best_segment", "rank_moments", "temporal_iou", "temporal_nms"]
 
 
 def temporal_iou(a: Tensor, b: Tensor) -> Tensor:
-    """Plain IoU of 1-d intervals in seconds (no ``+1``), broadcasting.
+    """Plain IoU of 1-d intervals in seconds (no ``+1``), broadcasting: the project's one IoU arithmetic.
+
+    An inverted interval (start > end) covers no time (it is read as ``[start, start]``).
 
     Args:
         a: float [..., 2] (start, end). b: float [..., 2], broadcastable against ``a``.
@@ -20,6 +22,8 @@ def temporal_iou(a: Tensor, b: Tensor) -> Tensor:
     Returns:
         float [...] in [0, 1]; 0 where the union is empty (two zero-length intervals).
     """
+    a = torch.stack([a[..., 0], torch.maximum(a[..., 0], a[..., 1])], dim=-1)
+    b = torch.stack([b[..., 0], torch.maximum(b[..., 0], b[..., 1])], dim=-1)
     inter = (torch.minimum(a[..., 1], b[..., 1]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
     union = (a[..., 1] - a[..., 0]) + (b[..., 1] - b[..., 0]) - inter
     return torch.where(
