@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from conftest import QUIET, compose_config, world_overrides
-from fsan_lightning.data.baseline import fit_prototypes
+from fsan_lightning.baselines.prototype import fit_prototypes
 from fsan_lightning.lit.baselines import PrototypeModule, RandomModule
 from fsan_lightning.lit.checkpoint import load_module
 from fsan_lightning.metrics import (

@@ -137,7 +137,7 @@ def test_baseline_mathematics_imports_neither_lightning_nor_hydra():
     import sys
 
     code = (
-        "import sys, fsan_lightning.ops.max_sum, fsan_lightning.ops.prototype, fsan_lightning.data.baseline;"
+        "import sys, fsan_lightning.ops.max_sum, fsan_lightning.ops.prototype, fsan_lightning.baselines.prototype;"
         "bad = [m for m in sys.modules if m.startswith(('pytorch_lightning', 'lightning.', 'hydra'))];"
         "assert not bad, bad"
     )

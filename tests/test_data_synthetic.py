@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fsan_lightning.data import synthetic as S
-from fsan_lightning.data.baseline import max_sum_run, prototype_baseline, random_recall
+from fsan_lightning.baselines.prototype import max_sum_run, prototype_baseline, random_recall
 from fsan_lightning.data.features import open_feature_store
 from fsan_lightning.data.readers import didemo_vid, read_annotations
 

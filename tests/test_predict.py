@@ -17,7 +17,7 @@ import torch
 
 from fsan_lightning.data.text import tokenize
 from fsan_lightning.lit.checkpoint import CheckpointError
-from fsan_lightning.lit.predictor import FSANPredictor, GroundingRequest, PredictError, UnknownWordsWarning
+from fsan_lightning.predictor import FSANPredictor, GroundingRequest, PredictError, UnknownWordsWarning
 from fsan_lightning.predict import main
 
 FEATURES = "sub_activitynet_v1-3.c3d.hdf5"
@@ -367,7 +367,7 @@ def test_cli_as_a_module_refuses_a_crafted_pickle(tmp_path):
 
 
 def test_importing_the_cli_and_the_predictor_does_not_import_lightning():
-    code = ("import sys, fsan_lightning.predict, fsan_lightning.lit.predictor; "
+    code = ("import sys, fsan_lightning.predict, fsan_lightning.predictor; "
             "assert 'pytorch_lightning' not in sys.modules, 'lightning imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr

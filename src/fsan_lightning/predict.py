@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def read_queries_file(path: Path, default_duration: float | None) -> list:
     """Parse a JSONL of pairs into GroundingRequests; errors name the file and the line."""
-    from fsan_lightning.lit.predictor import GroundingRequest
+    from fsan_lightning.predictor import GroundingRequest
 
     if not path.is_file():
         raise FileNotFoundError(f"queries file not found: {path}")
@@ -137,7 +137,7 @@ def _figure_paths(figure: Path, n: int) -> list[Path]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from fsan_lightning.lit.predictor import FSANPredictor
+    from fsan_lightning.predictor import FSANPredictor
 
     if bool(args.query) == bool(args.queries):
         raise ValueError("give --query (one video) or --queries FILE.jsonl (many pairs), not both or neither")
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 bad input or checkpoint, 2 bad arguments)."""
     args = _parser().parse_args(argv)
     with warnings.catch_warnings():
-        from fsan_lightning.lit.predictor import UnknownWordsWarning
+        from fsan_lightning.predictor import UnknownWordsWarning
 
         warnings.simplefilter("always", UnknownWordsWarning)
         # torch's advice on a refused pickle is to load it unsafely; our error message says why not

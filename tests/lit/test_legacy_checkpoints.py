@@ -14,7 +14,7 @@ import torch
 
 from fsan_lightning.lit.checkpoint import CheckpointError, load_module
 from fsan_lightning.lit.legacy import convert_hparams
-from fsan_lightning.lit.predictor import FSANPredictor
+from fsan_lightning.predictor import FSANPredictor
 
 LEGACY = Path(__file__).resolve().parents[1] / "data" / "legacy"
 

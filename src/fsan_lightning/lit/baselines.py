@@ -14,8 +14,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from fsan_lightning.data.baseline import fit_prototypes, prototype_scores
-from fsan_lightning.lit.checkpoint import register_module_class
+from fsan_lightning.baselines.prototype import fit_prototypes, prototype_scores
 from fsan_lightning.lit.evaluation import EvalRanking, GroundingEvaluation, check_eval_protocol
 from fsan_lightning.metrics import chunks_to_seconds, didemo_candidates, seconds_to_chunks
 from fsan_lightning.metrics.random_baseline import clip_segments, didemo_random_baseline, random_baseline
@@ -33,11 +32,10 @@ def _check_vocabulary(module: pl.LightningModule, datamodule) -> None:
         )
 
 
-@register_module_class
 class PrototypeModule(GroundingEvaluation, pl.LightningModule):
     """Word-prototype grounding, fitted in one pass over the training split (no timestamps).
 
-    Fitting (`fsan_lightning.data.baseline.fit_prototypes`, on the training DataLoader's batches:
+    Fitting (`fsan_lightning.baselines.prototype.fit_prototypes`, on the training DataLoader's batches:
     clip features and tokens only): per-dimension standardisation of the training clips; for each
     word in at least ``min_videos`` training videos, prototype = mean standardised feature of the
     videos whose sentences contain it minus the mean over all training videos. Grounding: per clip,
@@ -138,7 +136,6 @@ def _gather_rows(rows: dict[int, Any]) -> dict[int, Any]:
     return rows
 
 
-@register_module_class
 class RandomModule(GroundingEvaluation, pl.LightningModule):
     """The tables' "Random" row as a model: uniform random moments, no learning, deterministic per seed.
 

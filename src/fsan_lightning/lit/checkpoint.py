@@ -7,18 +7,29 @@ from typing import Any
 
 import torch
 
+import importlib
+
 from fsan_lightning.lit.legacy import LegacyCheckpointError, convert_hparams, convert_state_dict, is_legacy
-from fsan_lightning.lit.module import FSANModule
 
-# LightningModules a checkpoint may hold, by the name each writes under MODULE_KEY.
+# The LightningModules a checkpoint may hold, by the import path each writes under MODULE_KEY
+# (`GroundingEvaluation.on_save_checkpoint`). Only these are ever imported: a checkpoint cannot name code.
 MODULE_KEY = "fsan_lightning_module"
-MODULE_CLASSES: dict[str, type] = {"FSANModule": FSANModule}
+ALLOWED_MODULES = (
+    "fsan_lightning.lit.module.FSANModule",
+    "fsan_lightning.lit.baselines.PrototypeModule",
+    "fsan_lightning.lit.baselines.RandomModule",
+)
+# checkpoints written before the import paths recorded the bare class name
+_BY_CLASS_NAME = {path.rsplit(".", 1)[1]: path for path in ALLOWED_MODULES}
 
 
-def register_module_class(cls: type) -> type:
-    """Make ``load_module`` able to rebuild checkpoints of ``cls`` (a class decorator)."""
-    MODULE_CLASSES[cls.__name__] = cls
-    return cls
+def module_class(name: str) -> type:
+    """The allowed LightningModule class a checkpoint names (import path, or a bare class name of old files)."""
+    path = _BY_CLASS_NAME.get(name, name)
+    if path not in ALLOWED_MODULES:
+        raise CheckpointError(f"unknown module class {name!r}; allowed: {list(ALLOWED_MODULES)}")
+    module_path, cls_name = path.rsplit(".", 1)
+    return getattr(importlib.import_module(module_path), cls_name)
 
 
 class CheckpointError(ValueError):
@@ -55,19 +66,18 @@ def load_module(path: str | Path, map_location: str | torch.device = "cpu"):
     """Rebuild the module (FSAN or a baseline: network, vocabulary, settings) from a checkpoint alone."""
     ckpt = read_checkpoint(path)
     hp = dict(ckpt["hyper_parameters"])
-    name = ckpt.get(MODULE_KEY, "FSANModule")
-    if name not in MODULE_CLASSES:
-        import fsan_lightning.lit.baselines  # noqa: F401  (registers the baseline modules)
-    if name not in MODULE_CLASSES:
-        raise CheckpointError(f"{path}: unknown module class {name!r}; known: {sorted(MODULE_CLASSES)}")
+    try:
+        cls = module_class(ckpt.get(MODULE_KEY, "FSANModule"))
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
     state_dict = ckpt["state_dict"]
-    if name == "FSANModule" and is_legacy(hp):
+    if cls.__name__ == "FSANModule" and is_legacy(hp):
         try:
             hp, state_dict = convert_hparams(hp), convert_state_dict(state_dict)
         except LegacyCheckpointError as err:
             raise CheckpointError(f"{path}: a checkpoint of the flat-settings FSAN that cannot be converted: {err}") from None
     try:
-        module = MODULE_CLASSES[name](**hp)
+        module = cls(**hp)
         module.load_state_dict(state_dict)
     except (TypeError, RuntimeError) as err:
         raise CheckpointError(f"{path}: checkpoint does not match this version of FSANModule: {err}") from None

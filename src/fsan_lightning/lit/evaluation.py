@@ -187,4 +187,4 @@ class GroundingEvaluation:
         metric.reset()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["fsan_lightning_module"] = type(self).__name__
+        checkpoint["fsan_lightning_module"] = f"{type(self).__module__}.{type(self).__qualname__}"

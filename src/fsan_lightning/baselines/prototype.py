@@ -1,6 +1,6 @@
 """The word-prototype baseline on batches, and a training-free check that a data set is learnable.
 
-    python -m fsan_lightning.data.baseline DATA_DIR [--dataset synthetic] [--num-clips 64] [--all-words]
+    python -m fsan_lightning.baselines.prototype DATA_DIR [--dataset synthetic] [--num-clips 64] [--all-words]
 
 Weakly supervised, no gradient training. From the training split only (clip features and sentences,
 never timestamps): clip features are standardised per dimension; for each word seen in at least
@@ -37,11 +37,11 @@ from fsan_lightning.ops.prototype import (
 )
 from fsan_lightning.ops.temporal import rank_moments
 
-from .dataset import GroundingDataset, collate
-from .features import FeatureStore, open_feature_store
-from .readers import DATASET_DEFAULTS, read_annotations
-from .records import Query
-from .text import UNK, Vocab
+from fsan_lightning.data.dataset import GroundingDataset, collate
+from fsan_lightning.data.features import FeatureStore, open_feature_store
+from fsan_lightning.data.readers import DATASET_DEFAULTS, read_annotations
+from fsan_lightning.data.records import Query
+from fsan_lightning.data.text import UNK, Vocab
 
 #: keys a training batch must not carry: the fit sees no timestamps (weak supervision)
 TIMESTAMP_KEYS = ("gt", "gt_all")
@@ -208,7 +208,7 @@ def prototype_baseline(train: list[Query], evals: dict[str, list[Query]], store:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fsan_lightning.data.baseline",
+    p = argparse.ArgumentParser(prog="python -m fsan_lightning.baselines.prototype",
                                 description="Training-free weakly supervised check that a data set is learnable.")
     p.add_argument("data_dir")
     p.add_argument("--dataset", default="synthetic", choices=["synthetic", "activitynet", "charades"])
