@@ -34,7 +34,7 @@ class TripletTerms:
     Decision 5: words in both sentences are masked out of ``"both"`` scores (default), of the
     ``"negative"`` score only (as printed) or ``"none"``. A sample left without tokens is dropped
     from the mean (statistic ``usable_fraction``). The negative-video term scores the whole sentence
-    on V- against V (WSTAN's negative video, DESIGN Decision 1).
+    on V- against V (WSTAN's negative video; Decision 1 of docs/decisions.md).
 
     Args:
         matching: the matching score (Eq. 7). margin: delta. unknown_id: id never counted as shared.

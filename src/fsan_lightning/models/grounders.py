@@ -32,9 +32,9 @@ class SCGrounder:
     """Eq. 8: ``SC(s, e) = pos(s, e) - neg(s, e)`` (:func:`ops.segment_scores`).
 
     Args:
-        pos_tokens: tokens averaged into ``pos``: ``"all"`` (DESIGN) or ``"content"``.
+        pos_tokens: tokens averaged into ``pos``: ``"all"`` (the binding definition) or ``"content"``.
         min_tokens: tokens entering the minimum ``m_j`` of ``neg``: ``"all"`` or ``"content"``
-            (DESIGN "Known risk": function words pull the minimum to noise).
+            (experiments/localization/README.md: function words pull the minimum to noise).
     """
 
     def __init__(self, pos_tokens: str = "all", min_tokens: str = "all") -> None:
@@ -57,7 +57,7 @@ class SCGrounder:
 class MaxSumGrounder:
     """Variant: centred window sums of the token-mean map (:func:`ops.maxsum_segment_scores`).
 
-    SC's length-normalised mean favours short peaks (DESIGN "Known risk"); the maximum-sum run follows
+    SC's length-normalised mean favours short peaks (experiments/localization/README.md); the maximum-sum run follows
     the map's length instead. ``threshold`` alpha admits a clip only alpha standard deviations above
     the video's mean: 0.25 moved val R1@0.5 from 34.9 to 39.0 on the same forward passes (plateau
     0.2-0.35; the plain rule predicted 43% of the video, the ground truth covers 24%).

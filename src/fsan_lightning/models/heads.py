@@ -1,4 +1,4 @@
-"""The "w/o grounding module" heads (Table 4 row 1, DESIGN Decision 4): an MLP on V'' instead of P.
+"""The "w/o grounding module" heads (Table 4 row 1, Decision 4 of docs/decisions.md): an MLP on V'' instead of P.
 
 A head maps text-aware clip features to :class:`HeadOutput`: segment logits for ranking, and the
 instance logits (and their mask) that the MIL triplet term pools into a video-level score.

@@ -1,4 +1,4 @@
-"""Localization diagnostics (DESIGN "Known risk"): is the map higher inside the described event?"""
+"""Localization diagnostics (experiments/localization/README.md): is the map higher inside the described event?"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Grounding maps on the semantic alignment map (DESIGN.md, "The equations").
+"""Grounding maps on the semantic alignment map (docs/model.md, "The paper's FSAN in one screen"; docs/decisions.md).
 
 Shapes: ``P`` and ``A`` are float [B, Ns, Nv] (token i, clip j); ``token_mask`` [B, Ns] and
 ``clip_mask`` [B, Nv] are bool with True = valid; valid clips are a prefix of length ``L``.
@@ -144,10 +144,10 @@ def segment_scores(
         P: float [B, Ns, Nv] alignment map.
         token_mask: bool [B, Ns]. clip_mask: bool [B, Nv] (valid prefix).
         min_token_mask: bool [B, Ns] or None: tokens entering the minimum ``m_j`` (intersected with
-            ``token_mask``; default all valid tokens; DESIGN "Known risk" suggests content words).
+            ``token_mask``; default all valid tokens; experiments/localization/README.md suggests content words).
             A sample with none of them uses all its valid tokens.
         pos_token_mask: bool [B, Ns] or None: tokens averaged into ``pos`` (default all valid
-            tokens, DESIGN's definition; content words are an option). Same fallback.
+            tokens, the binding definition; content words are an option). Same fallback.
 
     Returns:
         float [B, Nv, Nv], ``-inf`` on invalid cells (``s > e`` or ``e >= L``).

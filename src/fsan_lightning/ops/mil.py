@@ -54,7 +54,7 @@ def clip_segment_scores(c: Tensor, clip_mask: Tensor, rule: str = "maxsum") -> T
 
     - ``"maxsum"``: ``sum_{j in [s,e]} (c_j - cbar)``, ``cbar = mean_{k<L} c_k``: a clip joins the
       best segment when it lies above the video's average, so the length follows the scores
-      (DESIGN's maximum-sum rule).
+      (the maximum-sum rule of docs/model.md).
     - ``"contrast"``: ``mean_{j in [s,e]} c_j - mean_{j<L, j not in [s,e]} c_j`` (the second term 0
       when ``len == L``): Eq. 8's inside-minus-outside form on clip scores.
 
