@@ -17,7 +17,8 @@ SMALL = {"train_videos": 14, "val_videos": 5, "test_videos": 5, "feature_dim": 2
              "max_rows": 50}
 TRAIN_KEYS = {"video", "video_mask", "tokens", "token_mask", "content_mask", "duration", "qidx", "vid", "qid",
               "query", "neg_tokens", "neg_token_mask", "neg_content_mask"}
-EVAL_KEYS = TRAIN_KEYS - {"neg_tokens", "neg_token_mask", "neg_content_mask"} | {"gt", "gt_all"}
+TEST_KEYS = TRAIN_KEYS - {"neg_tokens", "neg_token_mask", "neg_content_mask"} | {"gt", "gt_all"}
+VAL_KEYS = TRAIN_KEYS | {"gt", "gt_all"}  # fixed negatives, for the held-out matching loss
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +49,18 @@ def test_synthetic_setup_and_loaders(world, tmp_path):
     train = next(iter(dm.train_dataloader()))
     assert set(train) == TRAIN_KEYS and train["video"].shape == (4, 8, 24)
     val = list(dm.val_dataloader())
-    assert set(val[0]) == EVAL_KEYS and val[0]["video"].shape[0] == 5
+    assert set(val[0]) == VAL_KEYS and val[0]["video"].shape[0] == 5
     assert torch.cat([b["qidx"] for b in val]).tolist() == list(range(len(dm.queries("val"))))  # in order
-    assert [q.qid for q in dm.queries("test")][:5] == next(iter(dm.test_dataloader()))["qid"]
+    test = next(iter(dm.test_dataloader()))
+    assert [q.qid for q in dm.queries("test")][:5] == test["qid"] and set(test) == TEST_KEYS
+    # validation negatives: a sentence of another validation video, the same whatever the epoch
+    vq = dm.queries("val")
+    dm.set_epoch(3)
+    again = list(dm.val_dataloader())
+    for b, b2 in zip(val, again):
+        assert torch.equal(b["neg_tokens"], b2["neg_tokens"])
+    ds = dm.dataset_of("val")
+    assert all(vq[ds.negative_index(i, 0)].vid != vq[i].vid for i in range(len(vq)))
     dm.setup("test")  # idempotent
     dm.write_report(tmp_path / "run" / "data_report.json")
     rep = json.loads((tmp_path / "run" / "data_report.json").read_text())

@@ -29,11 +29,14 @@ class GroundingDataset(Dataset):
     num_clips: Nv; max_tokens: tokens kept per sentence; train: add a negative sentence (and no
     timestamps); seed: seed of the negatives; dim: expected feature width (checked on every read);
     chunked: DiDeMo mode, the video's first ``duration / 5`` rows (5-second chunks) are the clips.
+    negatives: add a negative sentence (a query of another video) to every item; None = ``train``.
+        Validation uses it for the held-out matching loss: its epoch stays 0, so its negatives are fixed.
+        A split of a single video has none (there is no other video).
     """
 
     def __init__(self, queries: list[Query], store: FeatureStore, vocab: Vocab, *, num_clips: int,
                  max_tokens: int, train: bool, seed: int = 0, dim: int | None = None,
-                 chunked: bool = False):
+                 chunked: bool = False, negatives: bool | None = None):
         self.queries = list(queries)
         self.store = store
         self.num_clips = num_clips
@@ -48,12 +51,15 @@ class GroundingDataset(Dataset):
             ids = vocab.encode(words)
             self._tokens.append(np.asarray(ids, dtype=np.int64))
             self._content.append(np.asarray([is_content(w) for w in words], dtype=bool))
-        if train:
+        self.negatives = train if negatives is None else bool(negatives)
+        if self.negatives:
             codes: dict[str, int] = {}
             self._vid_code = np.asarray([codes.setdefault(q.vid, len(codes)) for q in self.queries])
             if len(codes) < 2 and self.queries:
-                raise ValueError("training needs queries from at least 2 videos (negatives come from "
-                                 "another video)")
+                if train:
+                    raise ValueError("training needs queries from at least 2 videos (negatives come from "
+                                     "another video)")
+                self.negatives = False
         assert all(len(t) for t in self._tokens) and UNK == 1
 
     def __len__(self) -> int:
@@ -89,11 +95,11 @@ class GroundingDataset(Dataset):
             "duration": float(q.duration), "qidx": int(index),
             "vid": q.vid, "qid": q.qid, "query": q.sentence,
         }
-        if self.train:
+        if self.negatives:
             j = self.negative_index(index, epoch)
             out["neg_tokens"] = torch.from_numpy(self._tokens[j])
             out["neg_content"] = torch.from_numpy(self._content[j])
-        else:
+        if not self.train:
             out["gt_all"] = torch.tensor(q.moments, dtype=torch.float32).reshape(-1, 2)
         return out
 
@@ -134,7 +140,7 @@ def collate(items: list[dict]) -> dict:
 
     Always: video float32 [B, Nv, Dv], video_mask bool [B, Nv], tokens int64 [B, Ns], token_mask and
     content_mask bool [B, Ns], duration float32 [B], qidx int64 [B], vid/qid/query list[str].
-    Train items: neg_tokens int64 [B, Ns'], neg_token_mask, neg_content_mask bool [B, Ns'].
+    Train (and validation) items: neg_tokens int64 [B, Ns'], neg_token_mask, neg_content_mask bool [B, Ns'].
     Val/test items: gt float32 [B, 2] (first moment), gt_all float32 [B, M, 2] padded with -1.
     """
     if not items:

@@ -139,7 +139,7 @@ class GroundingDataModule(pl.LightningDataModule):
             self._datasets[split] = GroundingDataset(
                 self._queries[split], self._store, self.vocab, num_clips=self.num_clips,
                 max_tokens=self.max_tokens, train=split == "train", seed=self.seed, dim=self.video_dim,
-                chunked=chunked)
+                chunked=chunked, negatives=split in ("train", "val"))
         for split in SPLITS:
             log.info("data %s: %s", split, self.report[split].summary())
         log.info("data: %d words (%d in GloVe), embeddings %s, video features %d-d, %d clips",
