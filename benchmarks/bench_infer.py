@@ -1,4 +1,4 @@
-"""Benchmark 5: inference with `fsan_lightning.lit.predictor.FSANPredictor` (model built, features in memory).
+"""Benchmark 5: inference with `fsan_lightning.predictor.FSANPredictor` (model built, features in memory).
 
 Per model (the paper's and the small CPU one) and thread count (1 and torch's default): the latency of grounding one query in one video
 (tokenise, pool [T, D] features to Nv clips, forward, SC, top-5 with NMS, format), and the throughput
@@ -30,7 +30,7 @@ def build_predictor(model: dict, vocab: list[str], video_dim: int = PAPER_DV, nu
                     max_tokens: int = PAPER_NS, batch_size: int = 64, seed: int = 0):
     """An FSANPredictor around a freshly initialised FSANModule (eval mode)."""
     from fsan_lightning.lit.module import FSANModule
-    from fsan_lightning.lit.predictor import FSANPredictor
+    from fsan_lightning.predictor import FSANPredictor
 
     torch.manual_seed(seed)
     module = FSANModule(vocab=vocab, video_dim=video_dim, word_dim=50, data_num_clips=num_clips,
@@ -54,7 +54,7 @@ def measure(name: str, model: dict, vocab: list[str], queries: list[str], *, row
     batch_s = median(time_calls(lambda: predictor.predict(many, feats, duration), batch_reps, warmup=1))
     flops = count_flops(one)
     words = max(len(predictor.encode_query(q).ids) for q in queries[:single_reps + 2])
-    mm = matmul_rate(words + PAPER_NV, model["d_model"], model["ffn_dim"], reps=5)
+    mm = matmul_rate(words + PAPER_NV, model["net"]["d_model"], model["net"]["ffn_dim"], reps=5)
     bound = flops / mm
     out = {"model": name, "settings": model, "single_ms": round(latency * 1e3, 2),
            "batch_queries": batch_queries, "batch_s": round(batch_s, 4),

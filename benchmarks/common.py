@@ -18,12 +18,29 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: FSAN as in the paper (section 4.2; conf/model/fsan.yaml): network settings of FSANModule / FSAN.
-PAPER_MODEL = {"d_model": 512, "text_layers": 1, "icim_layers": 6, "num_heads": 8, "ffn_dim": 2048,
-               "dropout": 0.1}
-#: the CPU-sized model of `make train` (conf/model/fsan_small.yaml).
-SMALL_MODEL = {"d_model": 128, "text_layers": 1, "icim_layers": 2, "num_heads": 4, "ffn_dim": 256,
-               "dropout": 0.1}
+#: FSAN as in the paper (section 4.2; conf/model/fsan.yaml): FSANModule's ``net`` / ``loss`` / ``optim``
+#: settings (``net`` = build_fsan's arguments, conf/model/net/fsan.yaml; ``loss`` = build_criterion's,
+#: conf/model/loss/fsan.yaml; ``optim``: conf/model/optim/adam.yaml). The Table 4 switches keep their
+#: defaults (the full model).
+PAPER_NET = {
+    "d_model": 512, "num_heads": 8, "ffn_dim": 2048, "dropout": 0.1,
+    "text_encoder": {"kind": "transformer", "layers": 1}, "video_encoder": {"kind": "linear"},
+    "interaction": {"kind": "icim", "layers": 6, "max_tokens": 64, "max_clips": 256},
+    "alignment": {"kind": "cosine"}, "grounder": {"kind": "sc"}, "head": {"kind": "segment", "hidden": 256},
+}
+PAPER_LOSS = {
+    "weights": {"triplet": 1 / 3, "inner": 1 / 3, "outer": 1 / 3}, "margin": 0.2,
+    "matching": {"kind": "raw", "fn": "cosine", "temperature": None}, "mask_shared": "both", "sap": {"tau": 0.05},
+}
+PAPER_MODEL = {"net": PAPER_NET, "loss": PAPER_LOSS,
+               "optim": {"lr": 1e-4, "weight_decay": 0.0, "scheduler": None, "sap_warmup_epochs": 0,
+                         "sap_ramp_epochs": 0}}
+#: the CPU-sized paper form (conf/model/fsan_small.yaml): smaller widths, 2 ICIM layers, lr 1e-3.
+SMALL_MODEL = {
+    "net": {**PAPER_NET, "d_model": 128, "num_heads": 4, "ffn_dim": 256,
+            "interaction": {**PAPER_NET["interaction"], "layers": 2}},
+    "loss": PAPER_LOSS, "optim": {**PAPER_MODEL["optim"], "lr": 1e-3},
+}
 #: the paper's data shapes: clips, tokens per sentence, feature width, batch.
 PAPER_NV, PAPER_NS, PAPER_DV, PAPER_BATCH = 64, 20, 500, 128
 #: ActivityNet Captions training pairs (docs/data.md) for the projected epoch time.
@@ -157,6 +174,31 @@ def current_rss_mb() -> float:
 
 
 # ---------------------------------------------------------------- batches
+def model_settings(d_model: int | None = 512, *, text_layers: int = 1, interaction_layers: int = 6,
+                   num_heads: int = 8, ffn_dim: int = 2048, dropout: float = 0.1) -> dict:
+    """The paper's FSANModule settings (`PAPER_MODEL`) with other widths and depths (e.g. tiny ones for tests)."""
+    net = {**PAPER_NET, "d_model": d_model, "num_heads": num_heads, "ffn_dim": ffn_dim, "dropout": dropout,
+           "text_encoder": {**PAPER_NET["text_encoder"], "layers": text_layers},
+           "interaction": {**PAPER_NET["interaction"], "layers": interaction_layers}}
+    return {**PAPER_MODEL, "net": net}
+
+
+def build_net_and_loss(model: dict, vocab_size: int, word_dim: int, video_dim: int):
+    """(FSAN, FSANCriterion) of FSANModule settings ``model`` (``net`` and ``loss``), without the module."""
+    from fsan_lightning.models import build_criterion, build_fsan
+
+    net = build_fsan(vocab_size, word_dim, video_dim, **model["net"])
+    return net, build_criterion(**model["loss"], net=net)
+
+
+def training_loss(net, criterion, batch: dict, sap_weight: float = 1.0):
+    """The scalar training loss of ``batch``: the training passes (run_training_pass), then the criterion."""
+    from fsan_lightning.models import run_training_pass
+
+    passes = run_training_pass(net, batch, negative_video=criterion.needs_negative_video)
+    return criterion(passes, sap_weight=sap_weight)["loss"]
+
+
 def random_train_batch(batch: int, num_clips: int = PAPER_NV, num_tokens: int = PAPER_NS,
                        video_dim: int = PAPER_DV, vocab_size: int = 1000, seed: int = 0,
                        device: str | torch.device = "cpu") -> dict:

@@ -81,7 +81,7 @@ def run(batch: int = PAPER_BATCH, steps: int = 20, warmup: int = 5, log=print) -
 
     def loss_and_grad():
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = module.criterion(module.net, data, sap_weight=1.0)["loss"]
+            loss = module.losses(data, sap_weight=1.0)["loss"]
         loss.backward()
         return loss
 
@@ -101,7 +101,7 @@ def run(batch: int = PAPER_BATCH, steps: int = 20, warmup: int = 5, log=print) -
         step()
     torch.cuda.synchronize()
     step_s = (time.perf_counter() - t0) / steps
-    ffn = (2 * batch * (PAPER_NS + PAPER_NV), PAPER_MODEL["d_model"], PAPER_MODEL["ffn_dim"])
+    ffn = (2 * batch * (PAPER_NS + PAPER_NV), PAPER_MODEL["net"]["d_model"], PAPER_MODEL["net"]["ffn_dim"])
     mm_square = matmul_rate(8192, 8192, 8192, reps=5, dtype=torch.bfloat16, device=device)
     mm_ffn = matmul_rate(*ffn, reps=5, dtype=torch.bfloat16, device=device)
     peak = max(mm_square, mm_ffn)

@@ -12,24 +12,24 @@ import time
 
 import torch
 
-from .common import PAPER_DV, PAPER_MODEL, random_train_batch, using_threads
+from .common import PAPER_DV, PAPER_MODEL, build_net_and_loss, random_train_batch, training_loss, using_threads
 
 
 def profile_step(batch: int = 8, threads: int = 1, rows: int = 15, model: dict | None = None) -> str:
-    """The profiler's table (self CPU time, top ``rows`` ops) of one optimiser step, with the step's time."""
+    """The profiler's table (self CPU time, top ``rows`` ops) of one optimiser step, with the step's time.
+
+    ``model``: FSANModule settings (``net``, ``loss``; default `PAPER_MODEL`).
+    """
     from torch.profiler import ProfilerActivity, profile
 
-    from fsan_lightning.models import FSAN, FSANCriterion
-
     torch.manual_seed(0)
-    net = FSAN(1000, 50, PAPER_DV, **(model or PAPER_MODEL))
-    crit = FSANCriterion()
+    net, crit = build_net_and_loss(model or PAPER_MODEL, 1000, 50, PAPER_DV)
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4)
     data = random_train_batch(batch)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        crit(net, data, sap_weight=1.0)["loss"].backward()
+        training_loss(net, crit, data, sap_weight=1.0).backward()
         opt.step()
 
     with using_threads(threads):

@@ -74,7 +74,7 @@ def build(data_dir: str | Path, batch: int, model: dict, num_clips: int = PAPER_
 def train_step(module, optimizer, batch: dict) -> float:
     """One optimiser step on ``batch``; returns the loss."""
     optimizer.zero_grad(set_to_none=True)
-    loss = module.criterion(module.net, batch, sap_weight=1.0)["loss"]
+    loss = module.losses(batch, sap_weight=1.0)["loss"]
     loss.backward()
     optimizer.step()
     return float(loss.detach())
@@ -82,13 +82,13 @@ def train_step(module, optimizer, batch: dict) -> float:
 
 def forward_backward(module, batch: dict) -> None:
     """Loss and gradients, no optimiser step (what the FLOP count measures)."""
-    module.criterion(module.net, batch, sap_weight=1.0)["loss"].backward()
+    module.losses(batch, sap_weight=1.0)["loss"].backward()
     module.zero_grad(set_to_none=True)
 
 
 def ffn_matmul_shape(batch: int, num_tokens: int, num_clips: int, model: dict) -> tuple[int, int, int]:
     """The FFN's first matmul in a training step: [2 B (Ns + Nv), d] x [d, ffn] (positive + negative rows)."""
-    return 2 * batch * (num_tokens + num_clips), model["d_model"], model["ffn_dim"]
+    return 2 * batch * (num_tokens + num_clips), model["net"]["d_model"], model["net"]["ffn_dim"]
 
 
 def run(data_dir: str | Path, plan: list[int], model_name: str = "paper", drain: bool = True,

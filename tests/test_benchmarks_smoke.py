@@ -15,12 +15,15 @@ from benchmarks import bench_data, bench_ops, gpu_step, run, train_run
 from benchmarks.common import (
     PAPER_MODEL,
     SMALL_MODEL,
+    build_net_and_loss,
     count_flops,
     matmul_flops,
+    model_settings,
     projected_epoch_seconds,
     random_train_batch,
     slice_batch,
     thread_counts,
+    training_loss,
     using_threads,
 )
 from benchmarks.loop_reference import LOOP_OPS
@@ -87,14 +90,13 @@ def test_flop_counts():
     assert matmul_flops(6, 5, 7) == 2 * 6 * 5 * 7
     assert count_flops(lambda: a @ b) == matmul_flops(6, 5, 7)
     # the model is per sample: a step's FLOPs are linear in the batch (how train_run scales them)
-    from fsan_lightning.models import FSAN, FSANCriterion
-
-    net = FSAN(50, 8, 12, d_model=16, icim_layers=1, num_heads=2, ffn_dim=32, dropout=0.0)
-    crit = FSANCriterion()
+    net, crit = build_net_and_loss(model_settings(16, interaction_layers=1, num_heads=2, ffn_dim=32, dropout=0.0),
+                                   vocab_size=50, word_dim=8, video_dim=12)
+    assert len(net.interaction.layers) == 1
     batch = random_train_batch(4, num_clips=6, num_tokens=5, video_dim=12, vocab_size=50)
 
     def flops(n):
-        return count_flops(lambda: crit(net, slice_batch(batch, n))["loss"].backward())
+        return count_flops(lambda: training_loss(net, crit, slice_batch(batch, n)).backward())
 
     one = flops(1)
     assert one > 0 and flops(2) == 2 * one and flops(4) == 4 * one
@@ -135,12 +137,27 @@ def test_gpu_benchmark_fails_clearly_without_cuda(tmp_path, capsys):
     assert not out.exists()
 
 
+def _merged(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base`` key by key (nested dicts merged, as Hydra merges config groups)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def test_model_settings_match_the_configs():
     conf = REPO / "src" / "fsan_lightning" / "conf" / "model"
-    paper = yaml.safe_load((conf / "fsan.yaml").read_text())
-    small = {**paper, **yaml.safe_load((conf / "fsan_small.yaml").read_text())}
-    assert {k: paper[k] for k in PAPER_MODEL} == PAPER_MODEL
-    assert {k: small[k] for k in SMALL_MODEL} == SMALL_MODEL
+
+    def load(path):
+        return yaml.safe_load((conf / path).read_text())
+
+    paper = {"net": load("net/fsan.yaml"), "loss": load("loss/fsan.yaml"), "optim": load("optim/adam.yaml")}
+    assert load("fsan.yaml")["defaults"][:3] == [{"net": "fsan"}, {"loss": "fsan"}, {"optim": "adam"}]
+    small_file = load("fsan_small.yaml")
+    assert small_file["defaults"][0] == "fsan"
+    small = _merged(paper, {k: v for k, v in small_file.items() if k in paper})
+    assert set(small_file) - {"defaults"} <= set(paper)  # fsan_small changes only net/loss/optim settings
+    assert PAPER_MODEL == paper and SMALL_MODEL == small
 
 
 def test_world_is_readable_and_cached(tmp_path):
@@ -166,7 +183,7 @@ def test_data_benchmark_serves_every_sample(tmp_path):
 
 def test_training_run_at_tiny_size(tmp_path, monkeypatch):
     d = ensure_world(tmp_path, TINY)
-    tiny = {"d_model": 16, "text_layers": 0, "icim_layers": 1, "num_heads": 2, "ffn_dim": 32, "dropout": 0.0}
+    tiny = model_settings(16, text_layers=0, interaction_layers=1, num_heads=2, ffn_dim=32, dropout=0.0)
     monkeypatch.setitem(train_run.MODELS, "tiny", tiny)
     out = train_run.run(d, [2, 3], "tiny", threads=[1], mm_reps=1, log=lambda *_: None)
     assert out["queries"] == 12 and out["served_samples"] == 12  # the drain read the whole epoch

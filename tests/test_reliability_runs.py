@@ -52,8 +52,8 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_last_checkpoint(tiny_worl
     original = FSANCriterion.forward
     calls = {"n": 0}
 
-    def poisoned(self, net, batch, sap_weight=1.0):
-        out = original(self, net, batch, sap_weight=sap_weight)
+    def poisoned(self, passes, sap_weight=1.0):
+        out = original(self, passes, sap_weight=sap_weight)
         calls["n"] += 1
         if calls["n"] > 15:  # the tiny world has 9-10 batches an epoch: NaN in epoch 2
             out["loss"] = out["loss"] * float("nan")

@@ -11,13 +11,25 @@ from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from conftest import QUIET, REPO, TINY_MODEL, TINY_WORLD, compose_config, world_overrides
 from fsan_lightning.reproduce import sweep
 from fsan_lightning.reproduce.paper import ABLATION_SWITCH, FULL_MODEL_SWITCHES, TABLE4
 
 ROWS = [key for key, _ in TABLE4.settings]
-HEAD_SETTINGS = {"no_grounding_module": {"mlp_mode": "clip", "mlp_segment_rule": "maxsum", "mlp_condition": "none"}}
+#: the MLP row's own head settings (model.net.head; read only when grounding_head=mlp)
+HEAD_SETTINGS = {"no_grounding_module": {"kind": "clip", "segment_rule": "maxsum", "condition": "none"}}
+
+
+def _model_without(model, switches, head_keys) -> dict:
+    """The composed model config as a dict, less the given switches and model.net.head keys."""
+    out = OmegaConf.to_container(model, resolve=True)
+    for key in switches:
+        out.pop(key)
+    for key in head_keys:
+        out["net"]["head"].pop(key, None)
+    return out
 
 
 # ----------------------------------------------------------------------------- configs
@@ -32,17 +44,16 @@ def test_ablation_configs_set_exactly_their_switch(row):
     # everything else is the default model's, except the MLP row's own head settings (read only when
     # grounding_head=mlp; docs/model.md "The MLP head")
     own = set(HEAD_SETTINGS.get(row, {}))
-    assert {k: cfg.model[k] for k in own} == HEAD_SETTINGS.get(row, {})
+    assert {k: cfg.model.net.head[k] for k in own} == HEAD_SETTINGS.get(row, {})
     base = compose_config("train", [])
-    assert {k: v for k, v in cfg.model.items() if k not in expected and k not in own} == \
-        {k: v for k, v in base.model.items() if k not in expected and k not in own}
+    assert _model_without(cfg.model, expected, own) == _model_without(base.model, expected, own)
 
 
 def test_ablation_row_wins_over_a_model_default_but_not_over_the_command_line():
     cfg = compose_config("train", ["ablation=full", "model.sap_loss=false"])
     assert cfg.model.sap_loss is False
     cfg = compose_config("train", ["experiment=activitynet", "ablation=no_cross_attn", "data.data_dir=/d"])
-    assert cfg.model.cross_attn is False and cfg.model.d_model == 512
+    assert cfg.model.cross_attn is False and cfg.model.net.d_model == 512
 
 
 @pytest.mark.parametrize("name, dataset, clips", [("activitynet", "activitynet", 64), ("didemo", "didemo", 6),
@@ -52,8 +63,9 @@ def test_experiment_configs_hold_the_papers_settings(name, dataset, clips):
     cfg = compose_config("train", [f"experiment={name}", "data.data_dir=/d"])
     m = cfg.model
     assert m._target_.endswith("FSANModule")
-    assert (m.d_model, m.lr, m.dropout, m.icim_layers) == (512, 1e-4, 0.1, 6)
-    assert m.l1 == m.l2 == m.l3 == pytest.approx(1 / 3)
+    assert (m.net.d_model, m.optim.lr, m.net.dropout, m.net.interaction.layers) == (512, 1e-4, 0.1, 6)
+    assert set(m.loss.weights) == {"triplet", "inner", "outer"}  # no negative-video term (the paper's Eq. 13)
+    assert m.loss.weights.triplet == m.loss.weights.inner == m.loss.weights.outer == pytest.approx(1 / 3)
     assert cfg.data.dataset == dataset and cfg.data.batch_size == 128 and cfg.data.num_clips == clips
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.devices == 1
 
@@ -65,7 +77,7 @@ def test_synthetic_didemo_recipe_composes_a_small_cpu_run(tmp_path):
     assert cfg.data.dataset == "didemo" and cfg.data.data_dir == str(tmp_path)
     assert cfg.data.features == "didemo_features.hdf5" and cfg.data.num_clips == 6 and cfg.data.num_workers == 0
     assert cfg.data.feature_key == "{vid}/c3d_features"  # how data.synthetic writes every format
-    assert cfg.model.d_model == small.model.d_model and cfg.trainer.accelerator == "cpu"
+    assert cfg.model.net == small.model.net and cfg.trainer.accelerator == "cpu"
     assert rcp.data == "synthetic" and "DiDeMo's format" in rcp.note
 
 
@@ -88,11 +100,11 @@ def test_recipes_choose_the_data():
 
 
 def test_plan_is_rows_times_seeds_then_the_prototype():
-    jobs = sweep.plan("table4", ["experiment=synthetic_cpu"], [0, 1], ["trainer.max_epochs=1", "model.d_model=32"],
+    jobs = sweep.plan("table4", ["experiment=synthetic_cpu"], [0, 1], ["trainer.max_epochs=1", "model.net.d_model=32"],
                       prototype=True)
     assert [j.name for j in jobs] == [f"{r}_s{s}" for s in (0, 1) for r in ROWS] + ["prototype_s0"]
     assert jobs[1].overrides == ("experiment=synthetic_cpu", "ablation=no_sap_loss", "seed=0",
-                                 "trainer.max_epochs=1", "model.d_model=32")
+                                 "trainer.max_epochs=1", "model.net.d_model=32")
     assert jobs[-1].overrides == ("experiment=synthetic_cpu", "model=prototype", "seed=0", "trainer.max_epochs=1")
     assert [j.name for j in sweep.plan("table2", [], [3])] == ["full_s3"]
     assert [j.name for j in sweep.plan("table4", [], [0], rows=["full", "no_sap_loss"])] == \
@@ -183,8 +195,8 @@ def _args(world: Path) -> str:
 def test_make_ablations_end_to_end_with_a_failing_row(tiny_world_dir, tmp_path):
     """`make ablations` on the tiny world: five rows (+ the prototype), one fails, the rest is aggregated."""
     sweep_dir, out = tmp_path / "sweep", tmp_path / "table"
-    # mlp_hidden=-1 breaks only the MLP grounding head, i.e. the "w/o grounding module" row
-    args = _args(tiny_world_dir) + " model.mlp_hidden=-1"
+    # head.hidden=-1 breaks only the MLP grounding head, i.e. the "w/o grounding module" row
+    args = _args(tiny_world_dir) + " model.net.head.hidden=-1"
     env = {**os.environ, "WANDB_MODE": "disabled"}
     proc = subprocess.run(["make", "-C", str(REPO), "ablations", f"ARGS={args}", "SEEDS=0",
                            f"SWEEP_DIR={sweep_dir}", f"OUT={out}", f"PY={sys.executable}"],

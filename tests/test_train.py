@@ -92,12 +92,25 @@ def test_not_an_fsan_checkpoint(tmp_path):
 
 
 def test_unknown_model_setting_fails_before_training(tiny_world_dir, tmp_path):
+    """A typo in a sweep fails before training instead of being ignored, with an error naming the key."""
+    from hydra.errors import ConfigCompositionException
+
     from fsan_lightning.train import train
 
-    cfg = tiny_train_config(tiny_world_dir, tmp_path, "+model.cros_attn=false")
-    with pytest.raises(Exception, match="unknown model setting.*cros_attn"):
-        train(cfg)
-    assert not (tmp_path / "checkpoints").exists()
+    # a plain override of a key the (struct) model config lacks: Hydra refuses it while composing
+    with pytest.raises(ConfigCompositionException, match="cros_attn"):
+        tiny_train_config(tiny_world_dir, tmp_path, "model.cros_attn=false")
+    with pytest.raises(ConfigCompositionException, match="layerz"):
+        tiny_train_config(tiny_world_dir, tmp_path, "model.net.interaction.layerz=2")
+    # a key added with +: the module / the part's class refuses it when the model is built
+    for extra, names in [("+model.cros_attn=false", "cros_attn"),
+                         ("+model.net.interaction.layerz=2", r"model\.net\.interaction.*layerz"),
+                         ("+model.loss.sap.tua=0.1", "tua")]:
+        cfg = tiny_train_config(tiny_world_dir, tmp_path, extra)
+        with pytest.raises(Exception, match=names):
+            train(cfg)
+        assert not (tmp_path / "checkpoints").exists()
+        assert not (tmp_path / "results.json").exists()
 
 
 def test_config_groups_compose():
@@ -114,8 +127,10 @@ def test_config_groups_compose():
             cfg = compose_config("train", [f"{group}={option}", "paths.output_dir=/tmp/x"])
             assert cfg[group] is not None or option == "none"
     paper = compose_config("train", ["model=fsan", "paths.output_dir=/tmp/x"])
-    assert paper.model.d_model == 512 and paper.model.icim_layers == 6 and paper.model.lr == 1e-4
-    assert paper.model.dropout == 0.1 and abs(paper.model.l1 - 1 / 3) < 1e-12
+    net, loss = paper.model.net, paper.model.loss
+    assert net.d_model == 512 and net.interaction.layers == 6 and paper.model.optim.lr == 1e-4
+    assert net.dropout == 0.1 and abs(loss.weights.triplet - 1 / 3) < 1e-12
+    assert loss.weights.inner == loss.weights.outer == loss.weights.triplet
     assert compose_config("train", ["trainer=gpu_amp", "paths.output_dir=/tmp/x"]).trainer.precision == "bf16-mixed"
     anet = compose_config("train", ["data=activitynet", "data.data_dir=/d", "paths.output_dir=/tmp/x"])
     assert (anet.data.train_file, anet.data.val_file, anet.data.test_file) == ("train.json", "val_1.json", "val_2.json")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import QUIET, compose_config, world_overrides
-from fsan_lightning.lit.predictor import FSANPredictor
+from fsan_lightning.predictor import FSANPredictor
 from test_predict import assert_same_windows, read_features
 
 
@@ -33,14 +33,18 @@ def monkeypatch_module():
 def test_recipe_builds_the_feature_space_model(recipe_run, tiny_world_dir):
     _, results, cfg = recipe_run
     m = cfg.model
-    assert (m.d_model, m.video_projection, m.align_projection, m.word_residual) == (None, "identity", "identity", True)
-    assert (m.grounding_rule, m.maxsum_threshold, m.sap_loss, m.icim_layers) == ("maxsum", 0.25, False, 0)
+    n = m.net
+    assert (n.d_model, n.video_encoder.kind, n.alignment.kind, n.text_encoder.kind) == (
+        None, "feature_space", "feature_space", "word_residual")
+    assert (n.grounder.kind, n.grounder.threshold, m.sap_loss, n.interaction.layers) == ("maxsum", 0.25, False, 0)
     predictor = FSANPredictor.from_checkpoint(results["checkpoint"])
     net = predictor.module.net
     feature_dim = read_features(tiny_world_dir, "v_syn_test00000").shape[1]
     assert net.video_encoder.proj.__class__.__name__ == "Identity"
+    assert net.alignment.text_proj.__class__.__name__ == "Identity"
     assert net.text_encoder.residual.weight.shape[1] == feature_dim  # d_model null -> the feature width
-    assert net.maxsum_threshold == 0.25
+    assert net.grounder.__class__.__name__ == "MaxSumGrounder" and net.grounder.threshold == 0.25
+    assert net.grounder.tokens == "content" and len(net.interaction.layers) == 0
     assert set(results["test"]) >= {"R1@0.5", "mIoU"}
 
 

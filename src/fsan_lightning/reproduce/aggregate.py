@@ -100,9 +100,13 @@ def _setup_line(jobs: Sequence[JobRecord]) -> str:
             continue
         choices = runs.hydra_choices(Path(j.run_dir))
         model, data, trainer = cfg.get("model") or {}, cfg.get("data") or {}, cfg.get("trainer") or {}
+        # nested settings (model.net / model.optim); runs before the composable model had them flat
+        net, optim = model.get("net") or {}, model.get("optim") or {}
+        d_model = net.get("d_model", model.get("d_model", "?"))
+        layers = (net.get("interaction") or {}).get("layers", model.get("icim_layers", "?"))
+        lr = optim.get("lr", model.get("lr", "?"))
         parts = [f"data {data.get('dataset', '?')} (Nv {data.get('num_clips', '?')})",
-                 (f"model {choices.get('model', '?')} (d_model {model.get('d_model', '?')}, "
-                  f"{model.get('icim_layers', '?')} ICIM layers, lr {model.get('lr', '?')})"),
+                 f"model {choices.get('model', '?')} (d_model {d_model}, {layers} ICIM layers, lr {lr})",
                  f"trainer {choices.get('trainer', '?')} (max_epochs {trainer.get('max_epochs', '?')})"]
         if choices.get("experiment"):
             parts.insert(0, f"experiment {choices['experiment']}")
