@@ -173,3 +173,24 @@ def test_default_world_baseline(tmp_path):
         return sum(res[s][k] for s in evals for k in ("R1@0.3", "R1@0.5"))
 
     assert total(full) > total(nouns)
+
+
+def test_independent_split_streams_fix_val_and_test_and_nest_train(tmp_path):
+    generate = S.generate
+    base = {"val_videos": 3, "test_videos": 3, "min_rows": 40, "max_rows": 60, "feature_dim": 16,
+            "split_streams": "independent"}
+    small, large = tmp_path / "small", tmp_path / "large"
+    generate(small, params={**base, "train_videos": 4})
+    generate(large, params={**base, "train_videos": 9})
+    for name in ("val_1.json", "val_2.json"):
+        assert json.loads((small / name).read_text()) == json.loads((large / name).read_text())
+    a, b = json.loads((small / "train.json").read_text()), json.loads((large / "train.json").read_text())
+    assert len(a) == 4 and len(b) == 9 and all(b[vid] == ann for vid, ann in a.items())  # nested
+    feats = "sub_activitynet_v1-3.c3d.hdf5"
+    with h5py.File(small / feats) as fa, h5py.File(large / feats) as fb:
+        for vid in [*a, "v_syn_test00002"]:
+            assert np.array_equal(fa[vid]["c3d_features"][()], fb[vid]["c3d_features"][()])
+    # the shared stream (the default) changes val with train_videos: why the option exists
+    generate(tmp_path / "shared", params={**base, "split_streams": "shared", "train_videos": 4})
+    generate(tmp_path / "shared9", params={**base, "split_streams": "shared", "train_videos": 9})
+    assert (tmp_path / "shared" / "val_1.json").read_text() != (tmp_path / "shared9" / "val_1.json").read_text()

@@ -81,6 +81,11 @@ class SyntheticConfig:
     """All generator parameters (the DataModule's ``synthetic`` dict overrides any of them)."""
 
     seed: int = 0
+    # "shared": one random stream draws train, then val, then test (the embedded world as recorded);
+    # "independent": every video (and its sentences) has its own stream seeded by (seed, split, index),
+    # so val and test do not depend on train_videos and training sets of different sizes are nested
+    # (learning curves; activitynet and charades formats)
+    split_streams: str = "shared"
     train_videos: int = 500
     val_videos: int = 135
     test_videos: int = 135
@@ -146,6 +151,8 @@ class SyntheticConfig:
             raise ValueError("need 0 < min_rows <= max_rows")
         if self.max_events * self.min_event_rows > self.max_coverage * self.min_rows:
             raise ValueError("min_rows too small for max_events events of min_event_rows rows")
+        if self.split_streams not in ("shared", "independent"):
+            raise ValueError(f"split_streams must be 'shared' or 'independent', got {self.split_streams!r}")
         if min(self.train_videos, self.val_videos, self.test_videos) < 1:
             raise ValueError("every split needs at least one video")
 
@@ -322,7 +329,11 @@ def describe(rng: np.random.Generator, video: Video, k: int, cfg: SyntheticConfi
 # ---------------------------------------------------------------------------------------------
 # writers
 
-def _split_videos(world: World, rng, cfg, split: str, n: int, rows_range) -> list[Video]:
+def _split_videos(world: World, rng, cfg, split: str, n: int, rows_range, streams=None) -> list[Video]:
+    """``n`` videos from ``rng``, or video i from ``streams[i]`` (independent streams)."""
+    if streams is not None:
+        return [world.make_video(r, f"v_syn_{split}{i:05d}", int(r.integers(rows_range[0], rows_range[1] + 1)))
+                for i, r in enumerate(streams)]
     return [world.make_video(rng, f"v_syn_{split}{i:05d}", int(rng.integers(rows_range[0], rows_range[1] + 1)))
             for i in range(n)]
 
@@ -362,19 +373,24 @@ def generate(out_dir, fmt: str = "activitynet", params: dict | SyntheticConfig |
     splits = {"train": cfg.train_videos, "val": cfg.val_videos, "test": cfg.test_videos}
     feats: dict[str, np.ndarray] = {}
     stats = {}
+    independent = cfg.split_streams == "independent"
     if fmt == "didemo":
+        if independent:
+            raise ValueError("split_streams='independent' is not available for the didemo format")
         _write_didemo(out, world, rng, cfg, splits, feats, stats)
     else:
-        for split, n in splits.items():
-            videos = _split_videos(world, rng, cfg, split, n, (cfg.min_rows, cfg.max_rows))
+        for split_index, (split, n) in enumerate(splits.items()):
+            streams = [np.random.default_rng([cfg.seed, split_index, i]) for i in range(n)] if independent else None
+            videos = _split_videos(world, rng, cfg, split, n, (cfg.min_rows, cfg.max_rows), streams)
             records = []
-            for v in videos:
+            for i, v in enumerate(videos):
+                r = streams[i] if independent else rng
                 duration = round(v.features.shape[0] * spr, 2)
                 feats[v.vid] = v.features
                 for k, ev in enumerate(v.events):
-                    records.append((v.vid, duration, _moment_seconds(rng, ev, duration, spr,
+                    records.append((v.vid, duration, _moment_seconds(r, ev, duration, spr,
                                                                      cfg.annotation_jitter),
-                                    describe(rng, v, k, cfg)))
+                                    describe(r, v, k, cfg)))
             stats[split] = {"videos": len(videos), "queries": len(records)}
             if fmt == "activitynet":
                 _write_activitynet(out / {"train": "train.json", "val": "val_1.json",
