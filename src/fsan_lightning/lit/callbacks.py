@@ -32,3 +32,22 @@ class ResumableRNG(pl.Callback):
         np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
         version, internal, gauss_py = state["python"]
         random.setstate((version, tuple(internal), gauss_py))
+
+
+class FeatureProvenance(pl.Callback):
+    """Write what the training features were made with into every checkpoint.
+
+    ``record``: the feature file's backbone record (``fsan_lightning.data.provenance``: backbone
+    name, weights hash, frame size, width, frames per second), stored under ``CHECKPOINT_KEY`` as
+    plain strings and numbers (weights-only loadable). ``predict --video`` reads it to extract a new
+    video's features the same way, and refuses a checkpoint trained on other features.
+    """
+
+    CHECKPOINT_KEY = "fsan_lightning_features"
+
+    def __init__(self, record: dict | None):
+        self.record = dict(record) if record else None
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        if self.record is not None:
+            checkpoint[self.CHECKPOINT_KEY] = dict(self.record)
