@@ -21,7 +21,7 @@ import numpy as np
 TRUNCATION_TOLERANCE = 0.9
 
 
-class DecodeError(RuntimeError):
+class DecodeError(ValueError):
     """A video file that cannot be decoded (the message names the file and the problem)."""
 
     def __init__(self, path, problem: str):
