@@ -190,7 +190,16 @@ def load_backbone(name: str = "efficientnet-lite0", image_size: int = 224) -> Fr
     except Exception as err:
         raise BackboneError(f"cannot load the backbone weights {path} weights-only: {err}") from None
     net = EfficientNetLite0()
-    ours = net.state_dict()
+    check_state_dict(state, path, net)
+    net.load_state_dict(state, strict=True)
+    return FrameEncoder(net, name, file_sha256(path), image_size)
+
+
+def check_state_dict(state, path, net: EfficientNetLite0 | None = None) -> None:
+    """BackboneError unless ``state`` has exactly the architecture's names, each with its shape."""
+    if not isinstance(state, dict):
+        raise BackboneError(f"{path} holds a {type(state).__name__}, not a state dict")
+    ours = (net or EfficientNetLite0()).state_dict()
     if set(state) != set(ours):
         extra, missing = sorted(set(state) - set(ours)), sorted(set(ours) - set(state))
         raise BackboneError(f"{path} does not match EfficientNet-Lite0: {len(missing)} missing "
@@ -198,5 +207,3 @@ def load_backbone(name: str = "efficientnet-lite0", image_size: int = 224) -> Fr
     wrong = [k for k in ours if tuple(ours[k].shape) != tuple(state[k].shape)]
     if wrong:
         raise BackboneError(f"{path}: shapes differ from EfficientNet-Lite0 at {wrong[:3]}")
-    net.load_state_dict(state, strict=True)
-    return FrameEncoder(net, name, file_sha256(path), image_size)
