@@ -67,15 +67,14 @@ SAMPLES = (("bikes.mp4", 10.0, (640, 272)), ("carphone_distorted.mp4", 4.004, (1
 @pytest.mark.parametrize(("name", "duration", "size"), SAMPLES)
 def test_sample_files_decode_with_known_durations_and_times(name, duration, size):
     w, h = size
-    if True:
-        v = sample_frames(sample_video(name), fps=2.0, size=32)
-        assert v.duration == pytest.approx(duration, abs=1e-3), name
-        assert (v.width, v.height) == (w, h)
-        k = np.arange(len(v.times))
-        assert len(v.times) == int(np.ceil(duration * 2.0 - 0.5)), name
-        # each row is the last frame shown at (k + 0.5) / fps: within one native frame before it
-        assert np.all(v.times <= (k + 0.5) / 2.0 + 1e-9) and np.all(v.times > (k + 0.5) / 2.0 - 1.0 / v.native_fps)
-        assert v.frames.shape == (len(k), 32, 32, 3) and v.frames.dtype == np.uint8
+    v = sample_frames(sample_video(name), fps=2.0, size=32)
+    assert v.duration == pytest.approx(duration, abs=1e-3)
+    assert (v.width, v.height) == (w, h)
+    k = np.arange(len(v.times))
+    assert len(v.times) == int(np.ceil(duration * 2.0 - 0.5)), name
+    # each row is the last frame shown at (k + 0.5) / fps: within one native frame before it
+    assert np.all(v.times <= (k + 0.5) / 2.0 + 1e-9) and np.all(v.times > (k + 0.5) / 2.0 - 1.0 / v.native_fps)
+    assert v.frames.shape == (len(k), 32, 32, 3) and v.frames.dtype == np.uint8
 
 
 def test_segments_of_known_colours_give_distinct_features(tmp_path, encoder):

@@ -145,11 +145,11 @@ def split_descriptions(descs: list[VideoDescription], val_fraction: float = 0.15
                                     f"timestamps, but only {len(eligible)} of the {len(free)} videos without a "
                                     "\"split\" have them: add \"timestamps\" to some videos (evaluation only) "
                                     "or place videos with \"split\"")
-    taken = set()
+    used = 0
     for s in ("test", "val"):
-        for d in eligible[len(taken):len(taken) + max(0, want[s])]:
-            splits[s].append(d)
-        taken |= {d.vid for d in splits[s]}
+        splits[s] += eligible[used:used + max(0, want[s])]
+        used += max(0, want[s])
+    taken = {d.vid for d in eligible[:used]}
     splits["train"] += [d for d in free if d.vid not in taken]
     if len({d.vid for d in splits["train"]}) < 2:
         raise DataFormatError(file, f"weak training needs at least 2 training videos (negatives come from other "

@@ -162,10 +162,11 @@ class GroundingDataModule(pl.LightningDataModule):
                                     f"data.data_dir={self.data_dir})")
         descs = read_descriptions(path)
         splits = split_descriptions(descs, self.val_fraction, self.test_fraction, file=path)
-        durations = {}
-        if self.features_path.exists():
-            durations = recorded_durations(self.features_path, self.feature_key,
-                                           [d.vid for d in descs if d.duration is None])
+        if not self.features_path.exists():
+            raise FileNotFoundError(f"feature file not found: {self.features_path} (data.features); extract it "
+                                    f"with: python -m fsan_lightning.extract {path} --out {self.features_path}")
+        durations = recorded_durations(self.features_path, self.feature_key,
+                                       [d.vid for d in descs if d.duration is None])
         for split in SPLITS:
             self._queries[split], self.report[split] = own_queries(splits[split], split, durations, path)
 
