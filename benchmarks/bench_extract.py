@@ -45,12 +45,12 @@ def run(reps: int = 3) -> dict:
         enc = load_backbone(image_size=size)
         x = torch.zeros(1, 3, size, size)
         with torch.inference_mode():
-            flops = count_flops(lambda: enc.net.features(x))
+            flops = count_flops(lambda enc=enc, x=x: enc.net.features(x))
         figs[f"flops_per_frame.{size}"] = {"value": round(flops / 1e9, 4), "unit": "GFLOP"}
         frames = np.random.default_rng(0).integers(0, 256, size=(32, size, size, 3), dtype=np.uint8)
         for threads in (1, 2):
             with using_threads(threads):
-                t = median(time_calls(lambda: enc(frames), reps=reps))
+                t = median(time_calls(lambda enc=enc, frames=frames: enc(frames), reps=reps))
             figs[f"backbone_fps.{size}.{threads}thr"] = {"value": round(32 / t, 2), "unit": "frames/s",
                                                           "gflops_per_s": round(32 * flops / t / 1e9, 2),
                                                           "loadavg": load_average()}
