@@ -101,11 +101,11 @@ def extract_many_one(path, encoder, tmp_path):
 
 
 def test_the_same_frame_gives_the_same_feature(tmp_path, encoder):
-    frames = sample_frames(sample_video("bikes.mp4"), fps=1.0, size=96).frames
-    a = encode_frames(encoder, frames, batch_size=4)
-    b = encode_frames(encoder, frames[::-1].copy(), batch_size=10)[::-1]
+    frames = sample_frames(sample_video("bikes.mp4"), fps=0.5, size=96).frames
+    a = encode_frames(encoder, frames, batch_size=2)
+    b = encode_frames(encoder, frames[::-1].copy(), batch_size=5)[::-1]
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # batching and order do not matter
-    again = sample_frames(sample_video("bikes.mp4"), fps=1.0, size=96).frames
+    again = sample_frames(sample_video("bikes.mp4"), fps=0.5, size=96).frames
     np.testing.assert_array_equal(frames, again)  # decoding is deterministic
 
 
