@@ -74,3 +74,45 @@ def test_checkpoints_of_other_features_are_refused(tmp_path, capsys, record):
     assert rc == 1 and "absent.mp4: file not found" in err
     rc, _, err = run(capsys, "--ckpt", ckpt, "--video", video, "--features", video, "--query", "a man")
     assert rc == 1 and "not both or neither" in err
+
+
+def test_pca_reduced_features_train_and_predict_with_the_same_projection(tmp_path, capsys):
+    import h5py
+    import numpy as np
+
+    from fsan_lightning import extract
+    from fsan_lightning.lit.datamodule import GroundingDataModule
+    from fsan_lightning.video_predict import checkpoint_backbone, video_features
+
+    vids = tmp_path / "v"
+    colours = [(220, 20, 20), (20, 40, 220), (20, 200, 40), (240, 220, 30)]
+    lines = []
+    for i in range(4):
+        colour_video(vids / f"c{i}.mp4", [colours[i], colours[(i + 1) % 4]], seconds_each=1.0)
+        lines.append(json.dumps({"video": f"v/c{i}.mp4", "sentences": ["a red square"], "timestamps": [[0, 1]]}))
+    (tmp_path / "descriptions.jsonl").write_text("\n".join(lines) + "\n")
+    raw, reduced = tmp_path / "raw.h5", tmp_path / "features.h5"
+    assert extract.main([str(tmp_path / "descriptions.jsonl"), "--out", str(raw), "--fps", "2", "--image-size", "64",
+                         "--no-progress", "--pca-dim", "4", "--pca-out", str(reduced)]) == 0
+    capsys.readouterr()
+    with h5py.File(raw) as f, h5py.File(reduced) as g:
+        x, y = f["c0/c3d_features"][()], g["c0/c3d_features"][()]
+        mean, u = g["_fsan_pca/x_mean"][()], g["_fsan_pca/U"][()]
+        assert y.shape == (4, 4) and u.shape == (1280, 4)
+        np.testing.assert_allclose(y, (x - mean) @ u, rtol=1e-4, atol=1e-4)
+        assert g["c0/c3d_features"].attrs["duration"] == pytest.approx(2.0)
+    dm = GroundingDataModule(dataset="own", data_dir=str(tmp_path), val_fraction=0.25, test_fraction=0.25)
+    dm.setup()
+    assert dm.video_dim == 4 and dm.feature_provenance["pca_dim"] == 4
+    ckpt = tmp_path / "pca.ckpt"
+    torch.manual_seed(0)
+    module = FSANModule(vocab=WORDS, video_dim=4, word_dim=50, function_word_ids=[2], d_model=32,
+                        icim_layers=0, text_layers=0, data_num_clips=8, data_max_tokens=20)
+    state = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    FeatureProvenance(dm.feature_provenance, dm.feature_projection).on_save_checkpoint(None, module, state)
+    torch.save(state, ckpt)
+    feats, _ = video_features(vids / "c0.mp4", checkpoint_backbone(ckpt))
+    np.testing.assert_allclose(feats, y, rtol=1e-4, atol=1e-4)  # the same projection as the training file
+    rc, out, err = run(capsys, "--ckpt", ckpt, "--video", vids / "c0.mp4", "--query", "a red square")
+    assert rc == 0, err
+    assert "duration 2.00 s" in out

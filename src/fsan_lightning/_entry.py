@@ -126,7 +126,7 @@ def provenance_callbacks(datamodule) -> list:
     from fsan_lightning.lit.callbacks import FeatureProvenance
 
     record = getattr(datamodule, "feature_provenance", None)
-    return [FeatureProvenance(record)] if record else []
+    return [FeatureProvenance(record, getattr(datamodule, "feature_projection", None))] if record else []
 
 
 def log_config(trainer, cfg: DictConfig) -> None:

@@ -14,6 +14,10 @@ Resumable: videos already complete in the file are skipped. A video that cannot 
 reported (file and problem) and skipped; the others still run. The failures are listed at the end
 and, with everything else, in the report (``--report``, default ``<out>.report.json``).
 
+``--pca-dim N`` then reduces the file to N dimensions (the streaming PCA of ``data.prepare pca``,
+fitted on every video of the file) into ``--pca-out`` (default ``<out stem>.pca<N>.h5``), with the
+projection stored inside, so that training records it and ``predict --video`` reduces the same way.
+
 Exit status: 0 all videos are in the file, 1 some failed (the rest were written), 2 bad arguments or
 an output file made with other settings. Needs ``pip install -e ".[video]"``.
 """
@@ -42,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="JSON report (default: <out>.report.json)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--pca-dim", type=int, help="also write a PCA-reduced copy of this width")
+    p.add_argument("--pca-out", type=Path, help="the reduced file (default: <out stem>.pca<N>.h5)")
     return p
 
 
@@ -99,6 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     summary = report.to_dict()
+    if args.pca_dim:
+        from fsan_lightning.data.video.reduce import reduce_features
+
+        pca_out = args.pca_out or args.out.with_name(f"{args.out.stem}.pca{args.pca_dim}.h5")
+        try:
+            summary["pca"] = {"out": str(pca_out), **reduce_features(args.out, pca_out, args.pca_dim)}
+        except (ValueError, DataFormatError) as err:
+            print(f"error: PCA: {err}", file=sys.stderr)
+            return 2
     path = args.report or args.out.with_name(args.out.name + ".report.json")
     path.write_text(json.dumps(summary, indent=1))
     if report.failed:
@@ -107,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {f['file']}: {f['error']}", file=sys.stderr)
     print(json.dumps({k: summary[k] for k in ("out", "videos", "frames", "seconds", "frames_per_s")}
                      | {"extracted": len(report.extracted), "skipped_existing": len(report.skipped_existing),
-                        "failed": len(report.failed), "report": str(path)}))
+                        "failed": len(report.failed), "report": str(path)}
+                     | ({"pca": summary["pca"]} if "pca" in summary else {})))
     return 1 if report.failed else 0
 
 

@@ -8,20 +8,32 @@ message saying why, never silently fed features of another kind.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fsan_lightning.data.video.backbone import BackboneSpec
 
-__all__ = ["VideoMismatchError", "checkpoint_backbone", "video_features"]
+__all__ = ["VideoMismatchError", "VideoRecipe", "checkpoint_backbone", "video_features"]
 
 
 class VideoMismatchError(ValueError):
     """The checkpoint cannot ground a video file (no backbone recorded, or another backbone)."""
 
 
-def checkpoint_backbone(ckpt_path) -> BackboneSpec:
+@dataclass(frozen=True)
+class VideoRecipe:
+    """How a checkpoint's training features were made: the backbone, and the PCA if any.
+
+    projection: None, or (x_mean float32 [D], U float32 [D, dim]) applied as ``(x - x_mean) @ U``.
+    """
+
+    spec: BackboneSpec
+    projection: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def checkpoint_backbone(ckpt_path) -> VideoRecipe:
     """The feature extraction a checkpoint was trained on; VideoMismatchError if it records none."""
     from fsan_lightning.lit.callbacks import FeatureProvenance
     from fsan_lightning.lit.checkpoint import read_checkpoint
@@ -38,14 +50,20 @@ def checkpoint_backbone(ckpt_path) -> BackboneSpec:
     except ValueError as err:
         raise VideoMismatchError(f"{ckpt_path}: {err}") from None
     video_dim = int(ckpt["hyper_parameters"]["video_dim"])
-    if video_dim != spec.dim:
-        raise VideoMismatchError(f"{ckpt_path} was trained on {video_dim}-d features but records {spec.dim}-d "
-                                 f"{spec.name} features (reduced after extraction?): --video cannot make them")
-    return spec
+    projection = ckpt.get(FeatureProvenance.PROJECTION_KEY)
+    width = int(record["pca_dim"]) if "pca_dim" in record else spec.dim
+    if "pca_dim" in record and (not projection or tuple(projection["U"].shape) != (spec.dim, width)):
+        raise VideoMismatchError(f"{ckpt_path} records PCA-reduced features ({width}-d) but not their projection")
+    if video_dim != width:
+        raise VideoMismatchError(f"{ckpt_path} was trained on {video_dim}-d features but records {width}-d "
+                                 f"{spec.name} features: --video cannot make them")
+    if projection:
+        return VideoRecipe(spec, (projection["x_mean"].numpy(), projection["U"].numpy()))
+    return VideoRecipe(spec)
 
 
-def video_features(path, spec: BackboneSpec, batch_size: int = 32):
-    """(features float32 [T, D], `SampledVideo`) of one file, extracted with the recorded settings.
+def video_features(path, recipe: VideoRecipe, batch_size: int = 32):
+    """(features float32 [T, D], `SampledVideo`) of one file, extracted (and reduced) as recorded.
 
     Raises VideoMismatchError when the installed backbone is not the recorded one (name or weights
     hash) or is not installed, and `DecodeError` (a ValueError) for a file that cannot be decoded.
@@ -53,6 +71,7 @@ def video_features(path, spec: BackboneSpec, batch_size: int = 32):
     from fsan_lightning.data.video.backbone import BackboneError, load_backbone
     from fsan_lightning.data.video.extractor import extract_video
 
+    spec = recipe.spec
     try:
         encoder = load_backbone(spec.name, spec.image_size)
     except BackboneError as err:
@@ -62,6 +81,9 @@ def video_features(path, spec: BackboneSpec, batch_size: int = 32):
             f"the checkpoint's features were made with {spec.name} weights {spec.weights_sha256}, the installed "
             f"weights are {encoder.weights_sha256}: install the weights it was trained with")
     feats, video = extract_video(Path(path), encoder, spec.fps, batch_size)
+    if recipe.projection is not None:  # the PCA of the training features (data/video/reduce.py)
+        mean, u = recipe.projection
+        feats = (feats.astype(np.float64) - mean) @ u
     return np.asarray(feats, dtype=np.float32), video
 
 

@@ -14,6 +14,8 @@ from .errors import DataFormatError
 
 BACKBONE_ATTR = "fsan_backbone"
 KEY_TEMPLATE_ATTR = "fsan_key_template"
+#: group of a PCA-reduced file holding the projection (x_mean [D], U [D, dim]); see data/video/reduce.py
+PCA_GROUP = "_fsan_pca"
 
 
 def read_provenance(path) -> dict | None:
@@ -37,6 +39,21 @@ def read_provenance(path) -> dict | None:
     if not isinstance(record, dict):
         raise DataFormatError(path, f"attribute {BACKBONE_ATTR} is not a JSON object: {raw!r}")
     return record
+
+
+def read_projection(path):
+    """(x_mean float32 [D], U float32 [D, dim]) of a PCA-reduced extracted file, None otherwise."""
+    path = Path(path)
+    if path.is_dir() or not path.is_file():
+        return None
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "r") as f:
+        if PCA_GROUP not in f:
+            return None
+        return (np.asarray(f[f"{PCA_GROUP}/x_mean"][()], dtype=np.float32),
+                np.asarray(f[f"{PCA_GROUP}/U"][()], dtype=np.float32))
 
 
 def recorded_durations(path, key_template: str, vids) -> dict[str, float]:

@@ -25,7 +25,7 @@ from fsan_lightning.data.features import (
     open_feature_store,
 )
 from fsan_lightning.data.own import own_queries, read_descriptions, split_descriptions
-from fsan_lightning.data.provenance import read_provenance, recorded_durations
+from fsan_lightning.data.provenance import read_projection, read_provenance, recorded_durations
 from fsan_lightning.data.readers import DATASET_DEFAULTS, DATASETS, DIDEMO_CHUNK_S, read_annotations
 from fsan_lightning.data.records import DataReport, Query
 from fsan_lightning.data.synthetic import PARAMS_FILE, ensure_world
@@ -102,6 +102,8 @@ class GroundingDataModule(pl.LightningDataModule):
         self.test_fraction = float(test_fraction)
         #: the backbone record of extracted features (fsan_lightning.extract), None for other features
         self.feature_provenance: dict | None = None
+        #: (x_mean [D], U [D, dim]) of PCA-reduced extracted features, else None
+        self.feature_projection = None
         self.vocab: Vocab | None = None
         self.embeddings: np.ndarray | None = None
         self.video_dim: int | None = None
@@ -247,6 +249,8 @@ class GroundingDataModule(pl.LightningDataModule):
             log.warning(missing_features_message(store, missing, len(need)).split(";")[0] + ": skipped")
         self._store, self.video_dim = store, int(dim)
         self.feature_provenance = read_provenance(self.features_path)
+        if self.feature_provenance and "pca_dim" in self.feature_provenance:
+            self.feature_projection = read_projection(self.features_path)
 
     def _build_text(self) -> None:
         if self._fixed_vocab is not None:
