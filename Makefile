@@ -17,11 +17,11 @@ SWEEP_OPTS = --seeds $(SEEDS) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SW
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-install:  ## create .venv with CPU torch and the package (editable) + dev tools
+install:  ## create .venv with CPU torch and the package (editable) + dev tools + the [video] extra
 	test -x $(PY) || python3 -m venv .venv
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev,launchers]"
+	$(PIP) install -q -e ".[dev,launchers,video]"
 
 test:  ## fast test suite (slow tests excluded)
 	WANDB_MODE=disabled $(PY) -m pytest -q

@@ -121,6 +121,14 @@ def build_callbacks(cfg: DictConfig) -> list:
     return callbacks + [ResumableRNG()]
 
 
+def provenance_callbacks(datamodule) -> list:
+    """The callback that records extracted features' backbone in the checkpoints (none for other features)."""
+    from fsan_lightning.lit.callbacks import FeatureProvenance
+
+    record = getattr(datamodule, "feature_provenance", None)
+    return [FeatureProvenance(record, getattr(datamodule, "feature_projection", None))] if record else []
+
+
 def log_config(trainer, cfg: DictConfig) -> None:
     container = OmegaConf.to_container(cfg, resolve=True)
     for logger in trainer.loggers:

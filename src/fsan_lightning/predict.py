@@ -4,11 +4,15 @@
         --query "a man slices a tomato" [--query ...] [--top-k 5] [--figure out.png] [--json]
     python -m fsan_lightning.predict --ckpt CKPT --features video.npy --duration 87 --query "..."
     python -m fsan_lightning.predict --ckpt CKPT --features FILE.hdf5 --queries pairs.jsonl --out preds.jsonl
+    python -m fsan_lightning.predict --ckpt CKPT --video FILE.mp4 --query "..." [--figure out.png]
 
 One video (``--query``): prints a table per query (rank, start, end, score), or with ``--json`` one
 JSON object per query and line: ``query``, ``duration``, ``pred_relevant_windows``, ``alignment``
 (tokens x clips, rounded to 1e-4), ``tokens``, ``unknown_words``. ``--figure out.png`` draws the
 alignment map with the top moment marked (several queries: ``out_1.png``, ``out_2.png``, ...).
+``--video FILE`` (instead of ``--features``) extracts the file's features with the backbone the
+checkpoint records (`fsan_lightning.video_predict`; refused for a checkpoint trained on other
+features), the duration is the file's, and ``--figure`` draws the map under a strip of thumbnails.
 
 Many pairs (``--queries FILE.jsonl``, one ``{"vid", "query"[, "duration"][, "qid"]}`` per line; the
 duration defaults to ``--duration``): writes ``--out`` (or prints) a predictions file that
@@ -37,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fsan_lightning.predict", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True, help="checkpoint of a training run (loaded weights-only)")
-    p.add_argument("--features", required=True,
+    p.add_argument("--video", type=Path, help="a video file: extract its features with the checkpoint's "
+                                             "recorded backbone (instead of --features; needs the [video] extra)")
+    p.add_argument("--features",
                    help="features: an HDF5 file or a folder of <vid>.npy (with --video-id or --queries), or one "
                         "video's [T, D] .npy file")
     p.add_argument("--video-id", help="the video's id in --features (HDF5 / folder)")
@@ -139,16 +145,27 @@ def _figure_paths(figure: Path, n: int) -> list[Path]:
 def _run(args: argparse.Namespace) -> None:
     from fsan_lightning.predictor import FSANPredictor
 
+    if (args.video is None) == (args.features is None):
+        raise ValueError("give --features (pre-extracted) or --video FILE, not both or neither")
+    if args.video is not None and (args.queries or args.video_id):
+        raise ValueError("--video goes with --query (one video); --queries and --video-id go with --features")
     if bool(args.query) == bool(args.queries):
         raise ValueError("give --query (one video) or --queries FILE.jsonl (many pairs), not both or neither")
     if args.queries is not None and (args.figure or args.json or args.video_id):
         raise ValueError("--figure, --json and --video-id go with --query; --queries writes a predictions file")
     if args.queries is None and args.out is not None:
         raise ValueError("--out goes with --queries")
-    if args.query and args.duration is None:
+    if args.query and args.duration is None and args.video is None:
         raise ValueError("--duration SECONDS is needed with --query")
     requests = read_queries_file(args.queries, args.duration) if args.queries else None
-    features = _load_one_video(args) if args.query else None
+    video = None
+    if args.video is not None:
+        from fsan_lightning.video_predict import checkpoint_backbone, video_features
+
+        features, video = video_features(args.video, checkpoint_backbone(args.ckpt))
+        args.duration = args.duration or video.duration
+    else:
+        features = _load_one_video(args) if args.query else None
 
     predictor = FSANPredictor.from_checkpoint(args.ckpt, device=args.device, num_clips=args.num_clips,
                                               max_tokens=args.max_tokens, batch_size=args.batch_size)
@@ -165,8 +182,13 @@ def _run(args: argparse.Namespace) -> None:
             from fsan_lightning.viz.alignment import save_alignment_figure
 
             for path, result in zip(_figure_paths(args.figure, len(results)), results):
-                save_alignment_figure(path, result["alignment"], result["tokens"], result["duration"],
-                                      pred=result["pred_relevant_windows"][0][:2], query=result["query"])
+                if video is not None:
+                    from fsan_lightning.video_predict import save_video_figure
+
+                    save_video_figure(path, result, video)
+                else:
+                    save_alignment_figure(path, result["alignment"], result["tokens"], result["duration"],
+                                          pred=result["pred_relevant_windows"][0][:2], query=result["query"])
                 print(f"figure: {path}", file=sys.stderr)
         return
 

@@ -37,7 +37,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.write_report(out_dir / "data_report.json")
     module = runtime.build_module(cfg, datamodule)
     loggers = runtime.build_loggers(cfg)
-    callbacks = runtime.build_callbacks(cfg)
+    callbacks = runtime.build_callbacks(cfg) + runtime.provenance_callbacks(datamodule)
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     runtime.log_config(trainer, cfg)
 

@@ -28,7 +28,7 @@ from .errors import DataFormatError
 from .records import DataReport, Query
 
 #: datasets `read_annotations` understands ("synthetic" files use the ActivityNet format)
-DATASETS = ("activitynet", "synthetic", "didemo", "charades")
+DATASETS = ("activitynet", "synthetic", "didemo", "charades", "own")
 
 #: default file names per dataset (train, val, test, features, durations); relative to data_dir.
 #: Charades-STA has no validation split: val None = a held-out share of the training videos.
@@ -42,6 +42,9 @@ DATASET_DEFAULTS: dict[str, dict] = {
     "charades": {"train": "charades_sta_train.txt", "val": None,
                  "test": "charades_sta_test.txt", "features": "charades_features.hdf5",
                  "durations": ["Charades_v1_train.csv", "Charades_v1_test.csv"]},
+    # own videos (fsan_lightning.data.own): one description file, split by video; features by extract
+    "own": {"train": "descriptions.jsonl", "val": None, "test": None, "features": "features.h5",
+            "durations": None},
 }
 
 #: DiDeMo chunk length in seconds
@@ -66,6 +69,9 @@ def read_annotations(dataset: str, path, durations: list[str] | None = None
             raise ValueError(f"charades annotations {path} need duration files "
                              "(Charades_v1_train.csv / Charades_v1_test.csv): pass durations=[...]")
         return read_charades(path, read_durations_csv(durations))
+    if dataset == "own":
+        raise ValueError("own videos are one description file split by video: read it with "
+                         "fsan_lightning.data.own (GroundingDataModule(dataset='own') does)")
     raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
 
 

@@ -24,6 +24,8 @@ from fsan_lightning.data.features import (
     missing_features_message,
     open_feature_store,
 )
+from fsan_lightning.data.own import own_queries, read_descriptions, split_descriptions
+from fsan_lightning.data.provenance import read_projection, read_provenance, recorded_durations
 from fsan_lightning.data.readers import DATASET_DEFAULTS, DATASETS, DIDEMO_CHUNK_S, read_annotations
 from fsan_lightning.data.records import DataReport, Query
 from fsan_lightning.data.synthetic import PARAMS_FILE, ensure_world
@@ -38,7 +40,9 @@ DEFAULT_SYNTHETIC_DIR = ".data_cache/synthetic"
 class GroundingDataModule(pl.LightningDataModule):
     """One data set's splits, features and text, as DataLoaders of the batch of docs/architecture.md.
 
-    dataset: "activitynet" | "didemo" | "charades" | "synthetic".
+    dataset: "activitynet" | "didemo" | "charades" | "synthetic" | "own" (own videos: train_file is the
+        description file of `fsan_lightning.data.own`, split by video into train / val / test with
+        ``val_fraction`` / ``test_fraction``; durations absent from it come from the feature file).
     data_dir: folder of the files (synthetic: where the world is generated; default .data_cache/synthetic).
     train_file, val_file, test_file, features: relative to data_dir unless absolute; None = the
         dataset's default (ActivityNet: train.json / val_1.json / val_2.json /
@@ -61,7 +65,7 @@ class GroundingDataModule(pl.LightningDataModule):
                  eval_batch_size: int | None = None, num_workers: int = 0, pin_memory: bool = False,
                  persistent_workers: bool = False, glove: str | None = None, min_word_count: int = 1,
                  missing_features: str = "error", seed: int = 0, synthetic: dict | None = None,
-                 limit_queries: int | None = None, val_fraction: float = 0.1):
+                 limit_queries: int | None = None, val_fraction: float = 0.1, test_fraction: float = 0.15):
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"data.dataset={dataset!r}; expected one of {DATASETS}")
@@ -95,6 +99,11 @@ class GroundingDataModule(pl.LightningDataModule):
         self.missing_features, self.seed = missing_features, int(seed)
         self.synthetic = dict(synthetic or {})
         self.limit_queries, self.val_fraction = limit_queries, float(val_fraction)
+        self.test_fraction = float(test_fraction)
+        #: the backbone record of extracted features (fsan_lightning.extract), None for other features
+        self.feature_provenance: dict | None = None
+        #: (x_mean [D], U [D, dim]) of PCA-reduced extracted features, else None
+        self.feature_projection = None
         self.vocab: Vocab | None = None
         self.embeddings: np.ndarray | None = None
         self.video_dim: int | None = None
@@ -147,8 +156,26 @@ class GroundingDataModule(pl.LightningDataModule):
                  self.num_clips)
         self._ready = True
 
-    def _read_splits(self) -> None:
+    def _read_own(self) -> None:
+        """Own videos: one description file, split by video (fsan_lightning.data.own)."""
+        path = self.files["train"]
+        if not path.is_file():
+            raise FileNotFoundError(f"description file not found: {path} (data.train_file, "
+                                    f"data.data_dir={self.data_dir})")
+        descs = read_descriptions(path)
+        splits = split_descriptions(descs, self.val_fraction, self.test_fraction, file=path)
+        if not self.features_path.exists():
+            raise FileNotFoundError(f"feature file not found: {self.features_path} (data.features); extract it "
+                                    f"with: python -m fsan_lightning.extract {path} --out {self.features_path}")
+        durations = recorded_durations(self.features_path, self.feature_key,
+                                       [d.vid for d in descs if d.duration is None])
         for split in SPLITS:
+            self._queries[split], self.report[split] = own_queries(splits[split], split, durations, path)
+
+    def _read_splits(self) -> None:
+        if self.dataset == "own":
+            self._read_own()
+        for split in SPLITS if self.dataset != "own" else ():
             path = self.files[split]
             if path is None:
                 continue
@@ -157,7 +184,7 @@ class GroundingDataModule(pl.LightningDataModule):
                                         f"data.data_dir={self.data_dir})")
             queries, report = read_annotations(self.dataset, path, self.durations)
             self._queries[split], self.report[split] = queries, report
-        if self.files["val"] is None:
+        if self.files["val"] is None and self.dataset != "own":
             self._hold_out_val()
         if self.limit_queries is not None:
             for split in SPLITS:
@@ -221,6 +248,9 @@ class GroundingDataModule(pl.LightningDataModule):
                 self._queries[split] = kept
             log.warning(missing_features_message(store, missing, len(need)).split(";")[0] + ": skipped")
         self._store, self.video_dim = store, int(dim)
+        self.feature_provenance = read_provenance(self.features_path)
+        if self.feature_provenance and "pca_dim" in self.feature_provenance:
+            self.feature_projection = read_projection(self.features_path)
 
     def _build_text(self) -> None:
         if self._fixed_vocab is not None:
@@ -250,7 +280,8 @@ class GroundingDataModule(pl.LightningDataModule):
             "dataset": self.dataset,
             "data_dir": str(self.data_dir),
             "files": {k: (str(v) if v else None) for k, v in self.files.items()},
-            "features": {"path": str(self.features_path), "key": self.feature_key, "dim": self.video_dim},
+            "features": {"path": str(self.features_path), "key": self.feature_key, "dim": self.video_dim,
+                         "backbone": self.feature_provenance},
             "num_clips": self.num_clips,
             "max_tokens": self.max_tokens,
             "splits": {s: self.report[s].to_dict() for s in SPLITS},
