@@ -340,3 +340,26 @@ def test_total_loss_halves_in_200_adam_steps():
         last = run(criterion, net, batch)
     assert last["loss"].item() <= 0.5 * first, (first, {k: v.item() for k, v in last.items()})
     assert last["score_pos"] > last["score_neg"]
+
+
+def _interaction_grad(net, crit, batch) -> float:
+    net.zero_grad()
+    run(crit, net, batch)["loss"].backward()
+    return sum(float(p.grad.abs().sum()) for p in net.interaction.parameters() if p.grad is not None)
+
+
+def test_base_map_matching_never_trains_the_interaction():
+    batch = _tiny_training_batch()
+    net = make_net(kind="two_stage", dropout=0.0)
+    matching_only = {"weights": {"triplet": 1.0}, "sap_loss": False}
+    base = build_criterion(matching={"kind": "base"}, net=net, **matching_only)
+    raw = build_criterion(matching={"kind": "raw"}, net=net, **matching_only)
+    assert _interaction_grad(net, base, batch) == 0.0 < _interaction_grad(net, raw, batch)
+    # the SAP terms, weighted by the base map's segments, do train it
+    selftrain = build_criterion({"triplet": 1 / 3, "inner": 1 / 3, "outer": 1 / 3}, matching={"kind": "base"},
+                                sap={"weights_from": "base"}, net=net)
+    assert selftrain.terms[1].weights_on == "base" and _interaction_grad(net, selftrain, batch) > 0
+    with pytest.raises(ValueError, match="two_stage"):
+        build_criterion({"triplet": 1.0}, matching={"kind": "base"}, net=make_net())
+    with pytest.raises(ValueError, match="two_stage"):
+        build_criterion({"triplet": 1.0, "inner": 1.0}, sap={"weights_from": "base"}, net=make_net())

@@ -19,12 +19,14 @@ torch.set_num_threads(1)
 VARIANTS = [
     (part, kind) for part in ("text_encoder", "video_encoder", "interaction", "alignment", "grounder", "head")
     for kind in sorted(REGISTRIES[part])
-]
+] + [("network", kind) for kind in sorted(REGISTRIES["network"])]
 
 
 def _variant_net(part: str, kind: str):
     if (part, kind) in (("video_encoder", "feature_space"), ("alignment", "feature_space")):
         return make_net(base=FEATURE_SPACE_NET, **{part: {"kind": kind}})
+    if part == "network":
+        return make_net(kind=kind)
     extra = {"grounding_head": "mlp"} if part == "head" else {}
     return make_net(**{part: {"kind": kind}}, **extra)
 
@@ -32,7 +34,7 @@ def _variant_net(part: str, kind: str):
 @pytest.mark.parametrize(("part", "kind"), VARIANTS, ids=[f"{p}-{k}" for p, k in VARIANTS])
 def test_every_registered_variant_builds_runs_and_respects_padding(part, kind):
     net = _variant_net(part, kind)
-    assert type(getattr(net, part)) is REGISTRIES[part][kind]
+    assert type(net if part == "network" else getattr(net, part)) is REGISTRIES[part][kind]
     (v1, vm1, t1, tm1), (v2, vm2, t2, tm2) = padded_pair()
     net.eval()
     with torch.no_grad():
@@ -170,3 +172,18 @@ def test_centred_video_encoder_ignores_a_per_video_offset():
         torch.testing.assert_close(net(video, vm, tokens, tm).A, net(shifted, vm, tokens, tm).A, atol=1e-4, rtol=1e-4)
         plain = make_net().eval()
         assert not torch.allclose(plain(video, vm, tokens, tm).A, plain(shifted, vm, tokens, tm).A, atol=1e-3)
+
+
+def test_two_stage_network_adds_the_map_before_the_interaction():
+    from fsan_lightning.models import FSAN, TwoStageFSAN
+
+    (v, vm, t, tm), _ = padded_pair()
+    two, one = make_net(kind="two_stage").eval(), make_net().eval()
+    assert isinstance(two, TwoStageFSAN) and type(one) is FSAN
+    with torch.no_grad():
+        out, ref = two(v, vm, t, tm), one(v, vm, t, tm)
+        base = two.alignment(two.text_encoder(t, tm), two.video_encoder(v, vm), tm, vm)
+    torch.testing.assert_close(out.P, ref.P)  # same weights (same seed): the interacted map is FSAN's
+    torch.testing.assert_close(out.base_A, base[0])
+    torch.testing.assert_close(out.base_P, base[1])
+    assert ref.base_P is None and not torch.allclose(out.base_P, out.P)

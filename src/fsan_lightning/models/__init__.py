@@ -4,11 +4,11 @@ from .alignment import AlignmentMap, DotProductAlignment, FeatureSpaceAlignment
 from .build import REGISTRIES, build_criterion, build_fsan, check_compatible, effective_weights
 from .criterion import FSANCriterion, MILTripletTerms, SAPTerms, TripletTerms
 from .encoders import CentredVideoEncoder, FeatureSpaceVideoEncoder, TextEncoder, VideoEncoder, WordResidualTextEncoder
-from .fsan import FSAN, FSANOutput
+from .fsan import FSAN, FSANOutput, TwoStageFSAN
 from .grounders import MaxSumGrounder, SCGrounder
 from .heads import HeadOutput, MLPClipHead, MLPSegmentHead, window_softmax_pool
 from .icim import ICIM, AttentionBlock, GatedAttentionBlock, GatedICIM, ICIMLayer
-from .matching import CentredMatchingScore, MatchingScore, PrintedMatchingScore
+from .matching import BaseMapMatchingScore, CentredMatchingScore, MatchingScore, PrintedMatchingScore
 from .training_pass import TrainingPass, run_training_pass
 
 __all__ = [
@@ -16,6 +16,6 @@ __all__ = [
     "DotProductAlignment", "FSANCriterion", "FSANOutput", "FeatureSpaceAlignment", "FeatureSpaceVideoEncoder",
     "GatedAttentionBlock", "GatedICIM", "HeadOutput", "ICIMLayer", "MILTripletTerms", "MLPClipHead",
     "MLPSegmentHead", "MatchingScore", "MaxSumGrounder", "PrintedMatchingScore", "SAPTerms", "SCGrounder",
-    "TextEncoder", "TrainingPass", "TripletTerms", "VideoEncoder", "WordResidualTextEncoder", "build_criterion",
+    "TextEncoder", "TrainingPass", "TwoStageFSAN", "BaseMapMatchingScore", "TripletTerms", "VideoEncoder", "WordResidualTextEncoder", "build_criterion",
     "build_fsan", "check_compatible", "effective_weights", "run_training_pass", "window_softmax_pool",
 ]

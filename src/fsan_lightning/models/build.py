@@ -14,11 +14,11 @@ from typing import Any
 from .alignment import AlignmentMap, DotProductAlignment, FeatureSpaceAlignment
 from .criterion import FSANCriterion, MILTripletTerms, SAPTerms, TripletTerms
 from .encoders import CentredVideoEncoder, FeatureSpaceVideoEncoder, TextEncoder, VideoEncoder, WordResidualTextEncoder
-from .fsan import FSAN
+from .fsan import FSAN, TwoStageFSAN
 from .grounders import MaxSumGrounder, SCGrounder
 from .heads import MLPClipHead, MLPSegmentHead
 from .icim import ICIM, GatedICIM
-from .matching import CentredMatchingScore, MatchingScore, PrintedMatchingScore
+from .matching import BaseMapMatchingScore, CentredMatchingScore, MatchingScore, PrintedMatchingScore
 
 TEXT_ENCODERS = {"transformer": TextEncoder, "word_residual": WordResidualTextEncoder}
 VIDEO_ENCODERS = {"linear": VideoEncoder, "feature_space": FeatureSpaceVideoEncoder, "centred": CentredVideoEncoder}
@@ -26,9 +26,12 @@ INTERACTIONS = {"icim": ICIM, "gated_icim": GatedICIM}
 ALIGNMENTS = {"cosine": AlignmentMap, "dot": DotProductAlignment, "feature_space": FeatureSpaceAlignment}
 GROUNDERS = {"sc": SCGrounder, "maxsum": MaxSumGrounder}
 HEADS = {"segment": MLPSegmentHead, "clip": MLPClipHead}
-MATCHING_SCORES = {"raw": MatchingScore, "centred": CentredMatchingScore, "printed": PrintedMatchingScore}
+MATCHING_SCORES = {"raw": MatchingScore, "centred": CentredMatchingScore, "printed": PrintedMatchingScore,
+                   "base": BaseMapMatchingScore}
+NETWORKS = {"fsan": FSAN, "two_stage": TwoStageFSAN}
 REGISTRIES = {"text_encoder": TEXT_ENCODERS, "video_encoder": VIDEO_ENCODERS, "interaction": INTERACTIONS,
-              "alignment": ALIGNMENTS, "grounder": GROUNDERS, "head": HEADS, "matching": MATCHING_SCORES}
+              "alignment": ALIGNMENTS, "grounder": GROUNDERS, "head": HEADS, "matching": MATCHING_SCORES,
+              "network": NETWORKS}
 
 
 def _pick(part: str, spec: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
@@ -52,7 +55,7 @@ def _make(part: str, cls: type, *args, **kwargs):
 def build_fsan(vocab_size: int, word_dim: int, video_dim: int, *, d_model: int | None, num_heads: int,
                ffn_dim: int, dropout: float, text_encoder: Mapping, video_encoder: Mapping, interaction: Mapping,
                alignment: Mapping, grounder: Mapping, head: Mapping | None = None, cross_attn: bool = True,
-               inner_attn: bool = True, grounding_head: str = "sap") -> FSAN:
+               inner_attn: bool = True, grounding_head: str = "sap", kind: str = "fsan") -> FSAN:
     """The network from its parts' configs.
 
     Args:
@@ -62,6 +65,7 @@ def build_fsan(vocab_size: int, word_dim: int, video_dim: int, *, d_model: int |
         text_encoder, video_encoder, interaction, alignment, grounder, head: ``{"kind": ..., **kwargs}``;
             ``head`` is built only for ``grounding_head="mlp"``.
         cross_attn, inner_attn, grounding_head: Table 4 switches.
+        kind: the network class: ``"fsan"`` (the paper) or ``"two_stage"`` (also the map before the interaction).
     """
     if grounding_head not in ("sap", "mlp"):
         raise ValueError(f"build_fsan: grounding_head must be 'sap' or 'mlp', got {grounding_head!r}")
@@ -87,7 +91,8 @@ def build_fsan(vocab_size: int, word_dim: int, video_dim: int, *, d_model: int |
             raise ValueError("build_fsan: grounding_head='mlp' needs a head config")
         cls, kw = _pick("head", head)
         mlp = _make("head", cls, d, dropout=dropout, **kw)
-    return FSAN(text, video, inter, align, ground, mlp)
+    network, _ = _pick("network", {"kind": kind})
+    return network(text, video, inter, align, ground, mlp)
 
 
 def effective_weights(weights: Mapping[str, float], sap_loss: bool = True, grounding_head: str = "sap") -> dict[str, float]:
@@ -122,20 +127,22 @@ def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matchi
     Args:
         weights: Eq. 13's weights by term name (``triplet``, ``triplet_video``, ``inner``, ``outer``).
         margin, mask_shared, unknown_id: the triplet terms. matching: ``{"kind": ..., fn, temperature}``.
-        sap: :class:`SAPTerms` arguments, plus ``weights_from``: ``"sc"`` (Eq. 8, default) or
-            ``"grounding"`` (the network's grounder; needs ``net``).
+        sap: :class:`SAPTerms` arguments, plus ``weights_from``: ``"sc"`` (Eq. 8 on P, default),
+            ``"grounding"`` (the network's grounder on P) or ``"base"`` (the network's grounder on the map
+            before the interaction; a ``two_stage`` network); the last two need ``net``.
         mil_temperature: the MLP head's MIL pooling. sap_loss, grounding_head: Table 4 switches.
     """
     cls, kw = _pick("matching", matching or {"kind": "raw"})
     score = cls(**kw)
     sap = dict(sap or {})
     weights_from = sap.pop("weights_from", "sc")
-    if weights_from not in ("sc", "grounding"):
-        raise ValueError(f"loss.sap.weights_from must be 'sc' or 'grounding', got {weights_from!r}")
-    if weights_from == "grounding":
+    if weights_from not in ("sc", "grounding", "base"):
+        raise ValueError(f"loss.sap.weights_from must be 'sc', 'grounding' or 'base', got {weights_from!r}")
+    if weights_from in ("grounding", "base"):
         if net is None:
-            raise ValueError("loss.sap.weights_from='grounding' needs the network")
+            raise ValueError(f"loss.sap.weights_from={weights_from!r} needs the network")
         sap["weights_rule"] = net.grounder
+        sap["weights_on"] = "base" if weights_from == "base" else "own"
     terms = [TripletTerms(score, margin, mask_shared, unknown_id), SAPTerms(**sap)]
     if grounding_head == "mlp":
         terms.insert(1, MILTripletTerms(margin, mil_temperature))
@@ -154,6 +161,9 @@ def check_compatible(net: FSAN, criterion: FSANCriterion) -> None:
                 f"loss.matching.fn='cosine' needs a cosine alignment, but the network's alignment is "
                 f"{type(net.alignment).__name__}; use fn sigmoid/tanh/identity or alignment kind cosine"
             )
+        needs_base = isinstance(matching, BaseMapMatchingScore) or getattr(term, "weights_on", "own") == "base"
+        if needs_base and not isinstance(net, TwoStageFSAN):
+            raise ValueError("loss.matching.kind='base' and loss.sap.weights_from='base' need model.net.kind: two_stage")
         if isinstance(term, MILTripletTerms) and net.head is None:
             raise ValueError("the MIL terms need the MLP head (grounding_head='mlp')")
     if net.head is not None and not any(isinstance(t, MILTripletTerms) for t in criterion.terms):

@@ -78,26 +78,35 @@ class SAPTerms:
         tokens: tokens in Li and in Lo's minimum: ``"all"`` | ``"content"`` (a sample with no content
             word keeps all its tokens).
         weights_rule: the grounding rule that weighs the segments (default SC over all tokens, Eq. 8).
+        weights_on: the map the rule reads: ``"own"`` (P itself, detached) or ``"base"`` (the map before
+            the interaction, :class:`~.fsan.TwoStageFSAN`: self-training of the interaction against the
+            base map's segments).
     """
 
     names = ("inner", "outer")
     ramped = True  # the LightningModule's warm-up multiplies these terms
 
     def __init__(self, tau: float = 0.05, eps: float = 1e-6, weight_form: str = "softmax",
-                 outer_form: str = "complement", tokens: str = "all", weights_rule=None) -> None:
+                 outer_form: str = "complement", tokens: str = "all", weights_rule=None,
+                 weights_on: str = "own") -> None:
         if tau <= 0 or eps <= 0:
             raise ValueError(f"SAPTerms: tau and eps must be > 0, got tau={tau}, eps={eps}")
         for key, value, choices in (("weight_form", weight_form, ("softmax", "raw")),
                                     ("outer_form", outer_form, ("complement", "printed")),
-                                    ("tokens", tokens, ("all", "content"))):
+                                    ("tokens", tokens, ("all", "content")),
+                                    ("weights_on", weights_on, ("own", "base"))):
             if value not in choices:
                 raise ValueError(f"SAPTerms: {key} must be one of {choices}, got {value!r}")
         self.tau, self.eps, self.weight_form, self.outer_form, self.tokens = tau, eps, weight_form, outer_form, tokens
         self.weights_rule = weights_rule if weights_rule is not None else SCGrounder()
+        self.weights_on = weights_on
 
     def __call__(self, tp: TrainingPass) -> Terms:
         P, tm, vm, content = tp.pos.P, tp.token_mask, tp.pos.video_mask, tp.content_mask
-        w = ops.segment_weights(self.weights_rule(P.detach(), tm, vm, content), vm, self.tau, self.weight_form)
+        teacher = P if self.weights_on == "own" else tp.pos.base_P
+        if teacher is None:
+            raise ValueError("SAPTerms: weights_on='base' needs a network with a base map (net kind two_stage)")
+        w = ops.segment_weights(self.weights_rule(teacher.detach(), tm, vm, content), vm, self.tau, self.weight_form)
         inner_tm, min_mask = tm, None
         if self.tokens == "content":
             if content is None:

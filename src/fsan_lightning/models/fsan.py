@@ -25,6 +25,8 @@ class FSANOutput:
         cosine: float [B, Ns, Nv] the unscaled cosine (cosine alignments), else None.
         segment_logits: float [B, Nv, Nv] the head's segment logits, -inf invalid (with a head), else None.
         instance_logits, instance_mask: the head's MIL instances [B, *I] (with a head), else None.
+        base_A, base_P, base_cosine: the alignment map of the features before the interaction
+            (:class:`TwoStageFSAN`), else None.
     """
 
     A: Tensor
@@ -36,6 +38,9 @@ class FSANOutput:
     segment_logits: Tensor | None = None
     instance_logits: Tensor | None = None
     instance_mask: Tensor | None = None
+    base_A: Tensor | None = None
+    base_P: Tensor | None = None
+    base_cosine: Tensor | None = None
 
     def select(self, index: slice | Tensor) -> FSANOutput:
         """The same output restricted to the samples ``index`` (a slice or an index tensor)."""
@@ -88,14 +93,17 @@ class FSAN(nn.Module):
         tokens = torch.where(token_mask, tokens, torch.zeros_like(tokens))  # padding ids may be anything
         S = self.text_encoder(tokens, token_mask)
         V = self.video_encoder(video, video_mask)
-        S, V = self.interaction(S, V, token_mask, video_mask)
+        return self._align(*self.interaction(S, V, token_mask, video_mask), token_mask, video_mask)
+
+    def _align(self, S: Tensor, V: Tensor, token_mask: Tensor, video_mask: Tensor, **extra) -> FSANOutput:
+        """Alignment map and head on the interacted features S'' [B, Ns, d], V'' [B, Nv, d]."""
         A, P, cosine = self.alignment(S, V, token_mask, video_mask)
         head: HeadOutput | None = self.head(V, video_mask, S, token_mask) if self.head is not None else None
         return FSANOutput(
             A=A, P=P, text_features=S, video_features=V, video_mask=video_mask, cosine=cosine,
             segment_logits=None if head is None else head.segment_logits,
             instance_logits=None if head is None else head.instance_logits,
-            instance_mask=None if head is None else head.instance_mask,
+            instance_mask=None if head is None else head.instance_mask, **extra,
         )
 
     def segment_scores(self, out: FSANOutput, token_mask: Tensor, content_mask: Tensor | None = None) -> Tensor:
@@ -104,6 +112,26 @@ class FSAN(nn.Module):
         if out.segment_logits is not None:
             return out.segment_logits
         return self.grounder(out.P, token_mask, out.video_mask, content_mask)
+
+
+class TwoStageFSAN(FSAN):
+    """Variant: also the alignment map of the features *before* the interaction (``base_*`` outputs).
+
+    Made for blocking the whole-video shortcut of issue 19 ("FSAN that learns"): a matching score on the
+    base map (``loss.matching.kind: base``) trains the encoders and the alignment but never the
+    interaction, which is then trained only by losses that are local by construction (the SAP terms,
+    e.g. weighted by the base map's segments: ``loss.sap.weights_from: base``). Grounding reads the
+    interacted map P, as in the paper.
+    """
+
+    def forward(self, video: Tensor, video_mask: Tensor, tokens: Tensor, token_mask: Tensor) -> FSANOutput:
+        check_inputs(video, video_mask, tokens, token_mask, self.vocab_size)
+        tokens = torch.where(token_mask, tokens, torch.zeros_like(tokens))
+        S = self.text_encoder(tokens, token_mask)
+        V = self.video_encoder(video, video_mask)
+        base_A, base_P, base_cosine = self.alignment(S, V, token_mask, video_mask)
+        S2, V2 = self.interaction(S, V, token_mask, video_mask)
+        return self._align(S2, V2, token_mask, video_mask, base_A=base_A, base_P=base_P, base_cosine=base_cosine)
 
 
 def check_inputs(video: Tensor, video_mask: Tensor, tokens: Tensor, token_mask: Tensor, vocab_size: int) -> None:

@@ -77,3 +77,18 @@ class PrintedMatchingScore(MatchingScore):
 
     def g(self, out: FSANOutput) -> Tensor:
         return out.P
+
+
+class BaseMapMatchingScore(MatchingScore):
+    """Variant: Eq. 7 on the map *before* the interaction (:class:`~.fsan.TwoStageFSAN`), so the matching
+    loss cannot train the interaction to write a whole-video signature into every clip (issue 19)."""
+
+    def g(self, out: FSANOutput) -> Tensor:
+        if out.base_A is None:
+            raise ValueError("BaseMapMatchingScore needs a network with a base map (net kind two_stage)")
+        if self.fn == "cosine":
+            if out.base_cosine is None:
+                raise ValueError("BaseMapMatchingScore: fn='cosine' needs a cosine alignment")
+            return out.base_cosine
+        return super().g(FSANOutput(A=out.base_A, P=out.base_P, text_features=out.text_features,
+                                    video_features=out.video_features, video_mask=out.video_mask))
