@@ -143,9 +143,10 @@ def test_grounders_route_to_the_ops():
     for toks in ("all", "content"):
         subset = content & tm if toks == "content" else None
         for grounder, expected in (
-            ({"kind": "sc", "pos_tokens": toks}, lambda P: ops.segment_scores(P, tm, vm, pos_token_mask=subset)),
+            ({"kind": "sc", "pos_tokens": toks}, lambda P, subset=subset: ops.segment_scores(P, tm, vm, pos_token_mask=subset)),
             ({"kind": "maxsum", "tokens": toks, "threshold": 0.3},
-             lambda P: ops.maxsum_segment_scores(P, tm, vm, score_token_mask=subset, threshold=0.3)),
+             lambda P, subset=subset: ops.maxsum_segment_scores(P, tm, vm, score_token_mask=subset,
+                                                                 threshold=0.3)),
         ):
             net = make_net(grounder=grounder).eval()
             out = net(video, vm, tokens, tm)
