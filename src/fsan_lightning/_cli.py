@@ -16,7 +16,6 @@ Imports nothing heavy at module level (the refusals answer before torch is impor
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import re
 import sys
@@ -66,12 +65,41 @@ def _overrides(argv: Sequence[str]) -> Iterator[tuple[str, str, str]]:
             yield m.group("prefix") or "", m.group("key"), raw
 
 
+#: the constructor arguments of `GroundingDataModule` (what ``data.<key>`` can set); kept here so that a
+#: refusal answers without importing Lightning; tests/test_cli.py checks it against the signature
+DATA_KEYS = (
+    "dataset",
+    "data_dir",
+    "train_file",
+    "val_file",
+    "test_file",
+    "features",
+    "feature_key",
+    "durations",
+    "num_clips",
+    "max_tokens",
+    "batch_size",
+    "eval_batch_size",
+    "num_workers",
+    "pin_memory",
+    "persistent_workers",
+    "glove",
+    "min_word_count",
+    "missing_features",
+    "seed",
+    "synthetic",
+    "limit_queries",
+    "val_fraction",
+    "bad_features",
+    "duration_tolerance",
+    "feature_rate",
+    "check_cache_dir",
+)
+
+
 def data_keys() -> list[str]:
     """The keys ``data.<key>`` can set: the data module's constructor arguments (and ``_target_``)."""
-    from fsan_lightning.lit.datamodule import GroundingDataModule
-
-    params = inspect.signature(GroundingDataModule.__init__).parameters
-    return sorted([p for p in params if p != "self"] + ["_target_"])
+    return sorted([*DATA_KEYS, "_target_"])
 
 
 def refuse_overrides(entry: str, argv: Sequence[str]) -> None:

@@ -16,7 +16,6 @@ import hydra
 from omegaconf import DictConfig
 
 from fsan_lightning import _cli
-from fsan_lightning import _entry as runtime
 from fsan_lightning.runio import atomic_write_json, git_commit
 
 log = logging.getLogger(__name__)
@@ -26,6 +25,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test ``cfg.ckpt_path`` on the test split; return the content of ``results.json``."""
     import pytorch_lightning as pl
 
+    from fsan_lightning import _entry as runtime
     from fsan_lightning.lit.checkpoint import read_checkpoint
 
     started = time.time()
@@ -63,6 +63,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def _main(cfg: DictConfig) -> None:
+    from fsan_lightning import _entry as runtime  # torch and Lightning load here, after the refusals
+
     _cli.quiet_libraries()
     runtime.configure_environment(cfg)
     with _cli.user_errors():

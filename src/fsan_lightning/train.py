@@ -18,7 +18,6 @@ import hydra
 from omegaconf import DictConfig
 
 from fsan_lightning import _cli
-from fsan_lightning import _entry as runtime
 from fsan_lightning.runio import atomic_write_json, git_commit
 
 log = logging.getLogger(__name__)
@@ -27,6 +26,8 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job described by ``cfg``; return the content of ``results.json``."""
     import pytorch_lightning as pl
+
+    from fsan_lightning import _entry as runtime  # torch and Lightning load here, after the refusals
 
     started = time.time()
     commit = git_commit()  # the code that runs is the code at the start, whatever changes meanwhile
@@ -71,6 +72,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def _main(cfg: DictConfig) -> float | None:
+    from fsan_lightning import _entry as runtime
+
     _cli.quiet_libraries()
     runtime.configure_environment(cfg)
     with _cli.user_errors():
