@@ -147,6 +147,7 @@ def quiet_libraries() -> None:
     """Lightning's INFO lines below the default level (kept when the root logger is at DEBUG)."""
     if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
         return
+    import pytorch_lightning  # noqa: F401  (its import sets its loggers to INFO: import first, then lower)
     for name in QUIET_LOGGERS:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.WARNING:
