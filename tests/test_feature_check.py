@@ -238,3 +238,20 @@ def test_check_only_reads_the_splits_asked(world, tmp_path):
 
     with pytest.raises(FeatureCheckError, match="feature width 32, expected 30"):
         build_datamodule(cfg, check_splits=("test",), width=30)
+
+
+def test_predict_checks_every_requested_video_before_predicting(trained_run, world, tmp_path, capsys):
+    from fsan_lightning.predict import main as predict_main
+
+    vids = sorted(json.loads((world / "val_2.json").read_text()))[:3]
+    _corrupt("nan", world / FEATURES, vids[0])
+    _corrupt("width", world / FEATURES, vids[1])
+    queries = tmp_path / "q.jsonl"
+    queries.write_text("".join(json.dumps({"vid": v, "query": "a man", "duration": 30.0}) + "\n" for v in vids))
+    out = tmp_path / "preds.jsonl"
+    rc = predict_main(["--ckpt", trained_run[1]["checkpoint"], "--features", str(world / FEATURES),
+                       "--queries", str(queries), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and not out.exists() and "Traceback" not in err
+    assert err.startswith(f"error: {world / FEATURES}: 2 of 3 videos have unusable features (nonfinite=1, width=1):")
+    assert _message_lines(world, "nan", vids[0])[0] in err and _message_lines(world, "width", vids[1])[0] in err

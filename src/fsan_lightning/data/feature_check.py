@@ -111,17 +111,20 @@ class FeatureCheck:
     def warning_counts(self) -> dict[str, int]:
         return {k: len(v) for k, v in sorted(self.warnings.items()) if v}
 
-    def broken_message(self, policy_hint: str = "data.bad_features=skip") -> str:
+    def broken_message(self, policy_hint: str | None = "data.bad_features=skip") -> str:
         """Every broken video (up to SHOWN), one per line: record, key, problem, splits; then the fix."""
         broken = self.broken
         lines = [f"{len(broken)} of {self.videos} videos have unusable features "
                  f"({', '.join(f'{k}={n}' for k, n in self.problem_counts().items() if k != 'missing')}):"]
         for vid in broken[:SHOWN]:
-            lines.append(f"  {self.problems[vid]['message']} [{'/'.join(self.splits.get(vid, []))} split]")
+            splits = self.splits.get(vid) or []
+            lines.append(f"  {self.problems[vid]['message']}" + (f" [{'/'.join(splits)} split]" if splits else ""))
         if len(broken) > SHOWN:
             lines.append(f"  ... and {len(broken) - SHOWN} more")
-        lines.append(f"re-extract these videos' features, or set {policy_hint} to drop their queries "
-                     "(counted in data_report.json)")
+        fix = "re-extract these videos' features"
+        if policy_hint:
+            fix += f", or set {policy_hint} to drop their queries (counted in data_report.json)"
+        lines.append(fix)
         return "\n".join(lines)
 
     def warning_lines(self) -> list[str]:
