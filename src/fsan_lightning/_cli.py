@@ -8,7 +8,8 @@
 - `quiet_libraries()` runs when the job starts: Lightning's info lines (GPU/TPU available, seed set,
   tips, "fit stopped") go below the default level, unless Hydra's ``hydra.verbose`` asked for more.
 - `user_errors()` turns the errors about the user's data and settings (`DataFormatError`, a missing
-  file, a checkpoint that cannot be read, `UsageError`) into ``error: <message>`` on stderr and exit status 2.
+  file, a checkpoint that cannot be read, `UsageError`) into ``error: <message>`` on stderr and exit status 2
+  (in a ``-m`` sweep the job fails as before, so that the sweep's other jobs still run).
 - `results_table` formats the end-of-run table.
 
 Imports nothing heavy at module level (the refusals answer before torch is imported).
@@ -165,7 +166,19 @@ def user_errors() -> Iterator[None]:
     except (DataFormatError, UsageError, FileNotFoundError, CheckpointError) as err:
         log.debug("stopped: %s", err, exc_info=True)  # the traceback stays in the run's log file only
         print(f"error: {err}", file=sys.stderr)
+        if _in_multirun():
+            raise  # Hydra records the job as failed and runs the sweep's other jobs
         raise SystemExit(2) from None
+
+
+def _in_multirun() -> bool:
+    """Whether this is a job of a Hydra multirun (``-m``)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+    except ImportError:  # pragma: no cover - hydra is a dependency
+        return False
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def results_table(results: dict, width: int = 100) -> str:
