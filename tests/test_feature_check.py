@@ -255,3 +255,19 @@ def test_predict_checks_every_requested_video_before_predicting(trained_run, wor
     assert rc == 1 and not out.exists() and "Traceback" not in err
     assert err.startswith(f"error: {world / FEATURES}: 2 of 3 videos have unusable features (nonfinite=1, width=1):")
     assert _message_lines(world, "nan", vids[0])[0] in err and _message_lines(world, "width", vids[1])[0] in err
+
+
+def test_missing_and_broken_videos_are_reported_together(world, tmp_path):
+    from fsan_lightning._entry import build_datamodule
+    from conftest import compose_config
+    from fsan_lightning.data.feature_check import FeatureCheckError
+
+    vids = sorted(json.loads((world / "val_2.json").read_text()))[:2]
+    _corrupt("missing", world / FEATURES, vids[0])
+    _corrupt("empty", world / FEATURES, vids[1])
+    cfg = compose_config("train", world_overrides(world) + [f"paths.data_dir={tmp_path}", "paths.output_dir=/tmp/x"])
+    with pytest.raises(FeatureCheckError) as err:
+        build_datamodule(cfg)
+    text = str(err.value)
+    assert _message_lines(world, "missing", vids[0], total=40)[0] in text
+    assert _message_lines(world, "empty", vids[1])[0] in text

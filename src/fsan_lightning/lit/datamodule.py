@@ -244,10 +244,13 @@ class GroundingDataModule(pl.LightningDataModule):
         log.debug("feature check of %s: %d videos, %d rows, %.2f s%s", check.file, check.videos, check.rows,
                   check.seconds, " (cached)" if check.cached else "")
         missing, broken = check.missing, check.broken
-        if missing and (self.missing_features == "error" or len(missing) == len(needs)):
+        stop_missing = bool(missing) and (self.missing_features == "error" or len(missing) == len(needs))
+        stop_broken = bool(broken) and (self.bad_features == "error" or len(broken) + len(missing) == len(needs))
+        if stop_missing and not stop_broken:
             raise MissingFeaturesError(store.path, missing_features_message(store, missing, len(needs)))
-        if broken and (self.bad_features == "error" or len(broken) + len(missing) == len(needs)):
-            raise FeatureCheckError(store.path, check.broken_message())
+        if stop_broken:  # every problem at once: the missing videos too, when they stop the run as well
+            extra = missing_features_message(store, missing, len(needs)) + "\n" if stop_missing else ""
+            raise FeatureCheckError(store.path, extra + check.broken_message())
         gone = set(missing) | set(broken)
         for split in SPLITS:
             report = self.report[split]
