@@ -171,3 +171,12 @@ def test_make_train_output_is_quiet(tiny_world_dir, tmp_path):
     lines = out.splitlines()
     assert f"run directory: {run_dir}" in lines and any(line.startswith("test   ") for line in lines)
     assert (run_dir / "wandb").is_dir() and any("wandb sync" in line for line in lines)
+
+
+def test_in_a_sweep_a_data_error_fails_only_that_job(monkeypatch, capsys):
+    from fsan_lightning.data.errors import DataFormatError
+
+    monkeypatch.setattr(_cli, "_in_multirun", lambda: True)
+    with pytest.raises(DataFormatError), _cli.user_errors():  # Hydra's sweep records it and goes on
+        raise DataFormatError("f.h5", "features have zero rows", "v1")
+    assert capsys.readouterr().err == "error: f.h5, record v1: features have zero rows\n"
