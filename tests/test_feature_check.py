@@ -271,3 +271,26 @@ def test_missing_and_broken_videos_are_reported_together(world, tmp_path):
     text = str(err.value)
     assert _message_lines(world, "missing", vids[0], total=40)[0] in text
     assert _message_lines(world, "empty", vids[1])[0] in text
+
+
+def test_duration_disagreement_is_a_counted_warning_not_an_error(world, tmp_path, caplog):
+    import logging
+
+    from fsan_lightning._entry import build_datamodule
+    from conftest import compose_config
+
+    ann = json.loads((world / "train.json").read_text())
+    vid = sorted(ann)[0]
+    ann[vid]["duration"] *= 3  # the features now cover a third of the annotated length
+    (world / "train.json").write_text(json.dumps(ann))
+    cfg = compose_config("train", world_overrides(world) + [f"paths.data_dir={tmp_path}", "paths.output_dir=/tmp/x"])
+    with caplog.at_level(logging.INFO, logger="fsan_lightning"):
+        dm = build_datamodule(cfg)
+    report = dm.report_dict()
+    assert report["splits"]["train"]["warnings"] == {"duration_mismatch": 1}
+    assert report["splits"]["test"]["warnings"] == {} and report["splits"]["train"]["dropped"] == {}
+    assert list(report["feature_check"]["warning_videos"]["duration_mismatch"]) == [vid]
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("1 of 40 videos have a feature length that disagrees with the annotated duration" in m
+               and vid in m for m in lines)
+    assert any(m.startswith("train: ") and "feature warnings 1 (duration_mismatch=1)" in m for m in lines)
