@@ -202,6 +202,8 @@ def test_train_cli_stops_with_the_message_and_no_traceback(world, tmp_path):
     assert proc.stderr.startswith(f"error: {world / FEATURES}: 1 of 40 videos have unusable features (nonfinite=1)")
     assert _message_lines(world, "nan", vid)[0] in proc.stderr and "[test split]" in proc.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+    logged = (tmp_path / "run" / "train.log").read_text()  # the run's log keeps the traceback
+    assert "[ERROR] - stopped: " in logged and "Traceback" in logged and _message_lines(world, "nan", vid)[0] in logged
 
 
 def test_skip_policy_drops_and_counts(world, tmp_path):

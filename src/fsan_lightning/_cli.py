@@ -164,11 +164,19 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except (DataFormatError, UsageError, FileNotFoundError, CheckpointError) as err:
-        log.debug("stopped: %s", err, exc_info=True)  # the traceback stays in the run's log file only
+        _to_log_files(err)
         print(f"error: {err}", file=sys.stderr)
         if _in_multirun():
             raise  # Hydra records the job as failed and runs the sweep's other jobs
         raise SystemExit(2) from None
+
+
+def _to_log_files(err: BaseException) -> None:
+    """The error with its traceback into the run's log file(s) only (the console gets one line)."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "stopped: %s", (err,), sys.exc_info())
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def _in_multirun() -> bool:
