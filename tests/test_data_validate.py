@@ -83,9 +83,11 @@ def test_validate_scan_values_finds_nan(capsys, tmp_path):
         x[3, 0] = np.nan
         f["v_over/c3d_features"] = x
     ann = HERE / "good" / "anet_anomalies.json"
-    assert run(capsys, "activitynet", ann, "--features", path)[0] == 0  # shapes are fine
-    code, _, err = run(capsys, "activitynet", ann, "--features", path, "--scan-values")
-    assert code == 2 and "record v_over" in err and "NaN" in err and "nan.hdf5" in err
+    code, lines, _ = run(capsys, "activitynet", ann, "--features", path)  # values are always read
+    assert code == 1 and "NOT usable" in lines
+    assert any("nan.hdf5, record v_over" in line and "NaN" in line and "first row 3" in line for line in lines)
+    assert json.loads(lines[-1])["feature_problems"] == {"nonfinite": 1}
+    assert run(capsys, "activitynet", ann, "--features", path, "--scan-values")[0] == 1  # the old flag still parses
 
 
 def test_validate_as_a_module_command():

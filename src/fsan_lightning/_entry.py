@@ -55,11 +55,18 @@ def _hydra_cfg() -> DictConfig | None:
     return HydraConfig.get() if HydraConfig.initialized() else None
 
 
-def build_datamodule(cfg: DictConfig, vocabulary: list[str] | None = None):
-    """Instantiate and set up the data side (reads and validates every split before training)."""
+def build_datamodule(cfg: DictConfig, vocabulary: list[str] | None = None, check_splits=None,
+                     width: int | None = None):
+    """Instantiate and set up the data side (reads every split and runs the full feature check before
+    training; ``check_splits``/``width``: only those splits' features, at that width, e.g. eval's)."""
+    from fsan_lightning._cli import check_data_config
+
+    check_data_config(OmegaConf.to_container(cfg.data, resolve=False))
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     if vocabulary is not None:
         datamodule.use_vocabulary(vocabulary)
+    if check_splits is not None:
+        datamodule.check_only(check_splits, width)
     datamodule.prepare_data()
     datamodule.setup("fit")
     return datamodule
@@ -105,12 +112,21 @@ def build_loggers(cfg: DictConfig) -> list:
             if lcfg["offline"]:
                 os.environ["WANDB_MODE"] = "offline"
                 lcfg["mode"] = "offline"  # explicit: wandb's process-wide settings may predate the env var
-                log.info("W&B runs offline (no WANDB_API_KEY); upload later with `wandb sync %s/wandb/offline-run-*`",
-                         lcfg.get("save_dir"))
+                log.debug("W&B runs offline (no WANDB_API_KEY); upload later with `wandb sync %s/wandb/offline-run-*`",
+                          lcfg.get("save_dir"))
             loggers.append(hydra.utils.instantiate(lcfg))
         else:
             loggers.append(hydra.utils.instantiate(lcfg))
     return loggers
+
+
+def log_model_size(module, datamodule) -> None:
+    """The start-of-run line of the model: class, parameter count (trainable), inputs."""
+    total = sum(p.numel() for p in module.parameters())
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    log.info("model: %s, %s parameters (%s trainable); %d words, %d-d video features, %d clips",
+             type(module).__name__, f"{total:,}", f"{trainable:,}", len(datamodule.vocab), datamodule.video_dim,
+             datamodule.num_clips)
 
 
 def build_callbacks(cfg: DictConfig) -> list:

@@ -7,6 +7,7 @@ predictions_test.jsonl in the run directory.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from fsan_lightning import _entry as runtime
+from fsan_lightning import _cli
 from fsan_lightning.runio import atomic_write_json, git_commit
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test ``cfg.ckpt_path`` on the test split; return the content of ``results.json``."""
     import pytorch_lightning as pl
 
+    from fsan_lightning import _entry as runtime
     from fsan_lightning.lit.checkpoint import read_checkpoint
 
     started = time.time()
@@ -31,8 +33,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
-    vocab = list(read_checkpoint(cfg.ckpt_path)["hyper_parameters"]["vocab"])
-    datamodule = runtime.build_datamodule(cfg, vocabulary=vocab)
+    hparams = read_checkpoint(cfg.ckpt_path)["hyper_parameters"]
+    if cfg.get("model") is not None:
+        log.debug("the config's model group is not used: the model comes from the checkpoint")
+    vocab = list(hparams["vocab"])
+    width = hparams.get("video_dim")
+    # eval reads the test split only: its features are checked, at the checkpoint's width
+    datamodule = runtime.build_datamodule(cfg, vocabulary=vocab, check_splits=("test",),
+                                          width=None if width is None else int(width))
     datamodule.write_report(out_dir / "data_report.json")
     loggers = runtime.build_loggers(cfg)
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
@@ -54,11 +62,21 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
+    from fsan_lightning import _entry as runtime  # torch and Lightning load here, after the refusals
+
+    _cli.quiet_libraries()
     runtime.configure_environment(cfg)
-    results = evaluate(cfg)
+    with _cli.user_errors():
+        results = evaluate(cfg)
+    print(_cli.results_table(results))
     print(f"run directory: {results['run_dir']}")
-    print("test: " + "  ".join(f"{k} {v:.2f}" for k, v in results["test"].items()))
+
+
+def main() -> None:
+    """``python -m fsan_lightning.eval ckpt_path=...``: refusals (``model=``...) and filters, then Hydra."""
+    _cli.prepare("eval", sys.argv[1:])
+    _main()
 
 
 if __name__ == "__main__":

@@ -201,6 +201,7 @@ def _run(args: argparse.Namespace) -> None:
         if missing:
             raise ValueError(f"unknown video id(s): {len(missing)} video(s) of {args.queries} have no features in "
                              f"{store.path} (first: {', '.join(missing[:5])})")
+        _check_videos(store, requests, predictor.video_dim)
         results = predictor.predict_requests(requests, store.read, top_k=args.top_k)
     finally:
         store.close()
@@ -212,6 +213,17 @@ def _run(args: argparse.Namespace) -> None:
     else:
         atomic_write_jsonl(args.out, rows)
         print(f"wrote {len(rows)} predictions to {args.out}", file=sys.stderr)
+
+
+def _check_videos(store, requests, width: int) -> None:
+    """Every row of every requested video, at the checkpoint's width, before the first prediction."""
+    from fsan_lightning.data.errors import DataFormatError
+    from fsan_lightning.data.feature_check import VideoNeed, check_feature_values
+
+    needs = {vid: VideoNeed(1, 0.0, ()) for vid in sorted({r.vid for r in requests})}
+    check = check_feature_values(store, needs, dim=width, check_durations=False)
+    if check.broken:
+        raise DataFormatError(store.path, check.broken_message(None))
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from fsan_lightning import _entry as runtime
+from fsan_lightning import _cli
 from fsan_lightning.runio import atomic_write_json, git_commit
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job described by ``cfg``; return the content of ``results.json``."""
     import pytorch_lightning as pl
 
+    from fsan_lightning import _entry as runtime  # torch and Lightning load here, after the refusals
+
     started = time.time()
     commit = git_commit()  # the code that runs is the code at the start, whatever changes meanwhile
     out_dir = Path(cfg.paths.output_dir)
@@ -33,9 +36,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     runtime.guard_ddp_under_multirun(cfg)
     pl.seed_everything(cfg.seed, workers=True)
 
-    datamodule = runtime.build_datamodule(cfg)
+    datamodule = runtime.build_datamodule(cfg)  # the full feature check of every split, before fit
     datamodule.write_report(out_dir / "data_report.json")
     module = runtime.build_module(cfg, datamodule)
+    runtime.log_model_size(module, datamodule)
     loggers = runtime.build_loggers(cfg)
     callbacks = runtime.build_callbacks(cfg) + runtime.provenance_callbacks(datamodule)
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
@@ -60,23 +64,34 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["run_dir"] = str(out_dir)
         if trainer.is_global_zero:
             atomic_write_json(out_dir / "results.json", results)
-            log.info("results: %s", out_dir / "results.json")
-            if "test" in results:
-                log.info("test metrics: %s", results["test"])
+            log.debug("results: %s", out_dir / "results.json")
         return results
     finally:
         runtime.finish_loggers(loggers)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _main(cfg: DictConfig) -> float | None:
+    from fsan_lightning import _entry as runtime
+
+    _cli.quiet_libraries()
     runtime.configure_environment(cfg)
-    results = train(cfg)
+    with _cli.user_errors():
+        results = train(cfg)
     test = results.get("test") or {}
-    print(f"run directory: {results['run_dir']}")
     if test:
-        print("test: " + "  ".join(f"{k} {v:.2f}" for k, v in test.items() if isinstance(v, (int, float))))
+        print(_cli.results_table(results))
+    print(f"run directory: {results['run_dir']}")
+    hint = _cli.wandb_offline_hint(results["run_dir"])
+    if hint:
+        print(hint)
     return float(test.get(cfg.monitor.split("/", 1)[-1], 0.0)) if test else None
+
+
+def main() -> float | None:
+    """``python -m fsan_lightning.train [overrides]``: refusals and warning filters first, then Hydra."""
+    _cli.prepare("train", sys.argv[1:])
+    return _main()
 
 
 if __name__ == "__main__":

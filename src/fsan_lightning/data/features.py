@@ -57,18 +57,29 @@ class FeatureStore:
         return arr
 
 
+def shape_problem(shape: tuple[int, ...], dim: int | None, min_rows: int = 1) -> tuple[str, str] | None:
+    """The first thing wrong with a feature array's shape, as ``(kind, message)``, or None.
+
+    kind: "rank" (not 2-D), "zero_rows", "too_few_rows" (fewer than ``min_rows``), "width" (not ``dim``).
+    """
+    if len(shape) != 2:
+        return "rank", f"features must be 2-D [T, D], got shape {tuple(shape)}"
+    if shape[0] < max(1, min_rows):
+        if shape[0] == 0:
+            return "zero_rows", "features have zero rows"
+        return "too_few_rows", f"features have {shape[0]} rows, fewer than the {min_rows} needed"
+    if dim is not None and shape[1] != dim:
+        return "width", (f"feature width {shape[1]}, expected {dim} (the width of the other videos / the "
+                         "configured width)")
+    return None
+
+
 def check_feature_shape(store: FeatureStore, vid: str, shape: tuple[int, ...], dim: int | None,
                         min_rows: int = 1) -> None:
     """Raise a DataFormatError naming store and video unless shape is ``[T >= min_rows, dim]``."""
-    if len(shape) != 2:
-        raise DataFormatError(store.path, f"features must be 2-D [T, D], got shape {tuple(shape)}", vid,
-                              store.where(vid))
-    if shape[0] < max(1, min_rows):
-        what = "zero rows" if shape[0] == 0 else f"{shape[0]} rows, fewer than the {min_rows} needed"
-        raise DataFormatError(store.path, f"features have {what}", vid, store.where(vid))
-    if dim is not None and shape[1] != dim:
-        raise DataFormatError(store.path, f"feature width {shape[1]}, expected {dim} (the width of the "
-                                          "other videos / the configured width)", vid, store.where(vid))
+    problem = shape_problem(shape, dim, min_rows)
+    if problem is not None:
+        raise DataFormatError(store.path, problem[1], vid, store.where(vid))
 
 
 class HDF5FeatureStore(FeatureStore):

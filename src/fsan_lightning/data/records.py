@@ -38,7 +38,8 @@ class DataReport:
     pairs: sentence-moment records in the file; queries: records kept
     (``queries == pairs - sum(dropped.values())``); repaired: repairs applied to kept records, per
     reason; dropped: records dropped, per reason; missing_features: videos of the kept queries that the
-    feature store lacks (filled in by whoever checks the features).
+    feature store lacks (filled in by whoever checks the features); warnings: videos of the split with
+    a feature warning of the full check, per kind (``short``, ``duration_mismatch``).
     """
 
     dataset: str
@@ -49,6 +50,7 @@ class DataReport:
     dropped: Counter = field(default_factory=Counter)
     repaired: Counter = field(default_factory=Counter)
     missing_features: int = 0
+    warnings: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -75,6 +77,7 @@ class DataReport:
             "dropped": dict(sorted(self.dropped.items())),
             "repaired": dict(sorted(self.repaired.items())),
             "missing_features": self.missing_features,
+            "warnings": dict(sorted(self.warnings.items())),
             "examples": {k: list(v) for k, v in sorted(self.examples.items())},
             "notes": list(self.notes),
         }
@@ -85,3 +88,15 @@ class DataReport:
         reps = ", ".join(f"{k}={v}" for k, v in sorted(self.repaired.items())) or "none"
         return (f"{self.file}: {self.queries}/{self.pairs} pairs kept in {self.videos} videos; "
                 f"dropped: {drops}; repaired: {reps}; missing features: {self.missing_features}")
+
+    def split_line(self, split: str) -> str:
+        """The run's start-of-run line for a split: queries, videos, dropped, repaired (warnings if any)."""
+        def counts(c: Counter) -> str:
+            total = sum(c.values())
+            return f"{total} ({', '.join(f'{k}={v}' for k, v in sorted(c.items()))})" if total else "0"
+
+        line = (f"{split}: {self.queries} queries, {self.videos} videos, dropped {counts(self.dropped)}, "
+                f"repaired {counts(self.repaired)}")
+        if sum(self.warnings.values()):
+            line += f", feature warnings {counts(self.warnings)}"
+        return f"{line} [{self.file}]"

@@ -1,9 +1,10 @@
 """`GroundingDataModule`: reads, validates and serves one grounding data set (Lightning side).
 
 Constructor arguments are the Hydra keys ``data.<name>``. ``prepare_data`` generates the synthetic
-world (rank 0); ``setup`` reads every split, checks the features of every video (shapes, cheap), builds
-the vocabulary from the training split and the GloVe matrix, and counts every repaired/dropped record
-(``report``, ``write_report``), all before any training step.
+world (rank 0); ``setup`` reads every split, runs the full feature check (every row of every video of
+the checked splits, `fsan_lightning.data.feature_check`, cached), builds the vocabulary from the
+training split and the GloVe matrix, and counts every repaired/dropped record (``report``,
+``write_report``), all before any training step.
 """
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from fsan_lightning.data.dataset import EpochSampler, GroundingDataset, collate
+from fsan_lightning.data.feature_check import DURATION_TOLERANCE, FeatureCheckError, cached_check, video_needs
 from fsan_lightning.data.features import (
     DEFAULT_KEY_TEMPLATE,
     MissingFeaturesError,
-    check_features,
     missing_features_message,
     open_feature_store,
 )
@@ -53,6 +54,14 @@ class GroundingDataModule(pl.LightningDataModule):
     max_tokens: tokens kept per sentence. glove: None = kumo GloVe 6B 50-d, else a GloVe text file.
     min_word_count: training-split count for a word to enter the vocabulary.
     missing_features: "error" (default) or "skip" (drop their queries, counted in the report).
+    bad_features: "error" (default) or "skip": videos whose features are unusable (NaN/inf, not 2-D,
+        wrong width, zero rows, fewer rows than DiDeMo chunks); skip drops their queries, counted per
+        reason (``bad_features_<kind>``) in the report.
+    duration_tolerance: relative gap between the annotated duration and the feature length in seconds
+        above which a video is counted as a ``duration_mismatch`` warning (`data.feature_check`).
+    feature_rate: feature rows per second for that comparison; None = the median over the file.
+    check_cache_dir: folder caching the feature check's result (keyed by the files' size and mtime);
+        None = check every time.
     seed: seed of the shuffling and of the negative sentences.
     synthetic: generator parameters (`fsan_lightning.data.synthetic.SyntheticConfig` fields).
     limit_queries: keep only the first N queries of each split (tests, smoke runs).
@@ -65,12 +74,20 @@ class GroundingDataModule(pl.LightningDataModule):
                  eval_batch_size: int | None = None, num_workers: int = 0, pin_memory: bool = False,
                  persistent_workers: bool = False, glove: str | None = None, min_word_count: int = 1,
                  missing_features: str = "error", seed: int = 0, synthetic: dict | None = None,
-                 limit_queries: int | None = None, val_fraction: float = 0.1, test_fraction: float = 0.15):
+                 limit_queries: int | None = None, val_fraction: float = 0.1, test_fraction: float = 0.15,
+                 bad_features: str = "error",
+                 duration_tolerance: float = DURATION_TOLERANCE, feature_rate: float | None = None,
+                 check_cache_dir: str | None = None):
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"data.dataset={dataset!r}; expected one of {DATASETS}")
         if missing_features not in ("error", "skip"):
             raise ValueError(f"data.missing_features={missing_features!r}; expected 'error' or 'skip'")
+        if bad_features not in ("error", "skip"):
+            raise ValueError(f"data.bad_features={bad_features!r}; expected 'error' or 'skip'")
+        if not duration_tolerance > 0 or (feature_rate is not None and not feature_rate > 0):
+            raise ValueError(f"data.duration_tolerance={duration_tolerance} and data.feature_rate={feature_rate} "
+                             "must be positive (feature_rate may be null)")
         if num_clips < 1 or max_tokens < 1 or batch_size < 1:
             raise ValueError("num_clips, max_tokens and batch_size must be positive")
         if not 0 < val_fraction < 1:
@@ -104,6 +121,12 @@ class GroundingDataModule(pl.LightningDataModule):
         self.feature_provenance: dict | None = None
         #: (x_mean [D], U [D, dim]) of PCA-reduced extracted features, else None
         self.feature_projection = None
+        self.bad_features, self.duration_tolerance = bad_features, float(duration_tolerance)
+        self.feature_rate = None if feature_rate is None else float(feature_rate)
+        self.check_cache_dir = check_cache_dir
+        self.feature_check = None
+        self._check_splits: tuple[str, ...] | None = None
+        self._fixed_dim: int | None = None
         self.vocab: Vocab | None = None
         self.embeddings: np.ndarray | None = None
         self.video_dim: int | None = None
@@ -129,6 +152,17 @@ class GroundingDataModule(pl.LightningDataModule):
             raise RuntimeError("use_vocabulary must be called before setup()")
         self._fixed_vocab = list(words)
 
+    def check_only(self, splits, width: int | None = None) -> None:
+        """Check (and count) the features of these splits only, at this width (e.g. eval: test, the
+        checkpoint's width); the other splits' videos are not read. Call before setup()."""
+        if self._ready:
+            raise RuntimeError("check_only must be called before setup()")
+        unknown = set(splits) - set(SPLITS)
+        if unknown:
+            raise ValueError(f"unknown split(s) {sorted(unknown)}; expected some of {SPLITS}")
+        self._check_splits = tuple(s for s in SPLITS if s in set(splits))
+        self._fixed_dim = None if width is None else int(width)
+
     def prepare_data(self) -> None:
         """Generate the synthetic world into data_dir unless the cached one has the same parameters."""
         if self.dataset == "synthetic" and ensure_world(self.data_dir, self.synthetic):
@@ -150,8 +184,8 @@ class GroundingDataModule(pl.LightningDataModule):
                 max_tokens=self.max_tokens, train=split == "train", seed=self.seed, dim=self.video_dim,
                 chunked=chunked, negatives=split in ("train", "val"))
         for split in SPLITS:
-            log.info("data %s: %s", split, self.report[split].summary())
-        log.info("data: %d words (%d in GloVe), embeddings %s, video features %d-d, %d clips",
+            log.info("%s", self.report[split].split_line(split))
+        log.debug("data: %d words (%d in GloVe), embeddings %s, video features %d-d, %d clips",
                  len(self.vocab), self.embedding_info.in_glove, self.embeddings.shape, self.video_dim,
                  self.num_clips)
         self._ready = True
@@ -215,39 +249,69 @@ class GroundingDataModule(pl.LightningDataModule):
         self._queries["train"], self._queries["val"], self.report["val"] = rest, val, vrep
 
     def _check_features(self) -> None:
+        """The full feature check of the splits this run reads (`data.feature_check`), before training."""
         if not self.features_path.exists():
             raise FileNotFoundError(f"feature file not found: {self.features_path} (data.features, "
                                     f"data.data_dir={self.data_dir})")
         store = open_feature_store(self.features_path, self.feature_key)
-        need: dict[str, int] = {}
-        for split in SPLITS:
-            for q in self._queries[split]:
-                rows = round(q.duration / DIDEMO_CHUNK_S) if self.dataset == "didemo" else 1
-                need[q.vid] = max(need.get(q.vid, 0), rows)
-        if self.dataset == "didemo" and max(need.values()) > self.num_clips:
-            raise ValueError(f"DiDeMo videos have up to {max(need.values())} chunks but num_clips="
-                             f"{self.num_clips}; set data.num_clips=6")
-        missing, dim = check_features(store, need)
+        chunked = self.dataset == "didemo"
+        splits = self._check_splits or SPLITS
+        if chunked:
+            rows = video_needs({s: self._queries[s] for s in SPLITS}, DIDEMO_CHUNK_S)
+            most = max(n.min_rows for n in rows.values())
+            if most > self.num_clips:
+                raise ValueError(f"DiDeMo videos have up to {most} chunks but num_clips={self.num_clips}; "
+                                 "set data.num_clips=6")
+        needs = video_needs({s: self._queries[s] for s in splits}, DIDEMO_CHUNK_S if chunked else None)
+        check = cached_check(
+            store, needs, self.check_cache_dir, dim=self._fixed_dim,
+            num_clips=None if chunked else self.num_clips, duration_tolerance=self.duration_tolerance,
+            feature_rate=self.feature_rate, check_durations=not chunked)
         store.close()  # nothing stays open before the DataLoader workers fork
+        self.feature_check = check
+        log.debug("feature check of %s: %d videos, %d rows, %.2f s%s", check.file, check.videos, check.rows,
+                  check.seconds, " (cached)" if check.cached else "")
+        missing, broken = check.missing, check.broken
+        stop_missing = bool(missing) and (self.missing_features == "error" or len(missing) == len(needs))
+        stop_broken = bool(broken) and (self.bad_features == "error" or len(broken) + len(missing) == len(needs))
+        if stop_missing and not stop_broken:
+            raise MissingFeaturesError(store.path, missing_features_message(store, missing, len(needs)))
+        if stop_broken:  # every problem at once: the missing videos too, when they stop the run as well
+            extra = missing_features_message(store, missing, len(needs)) + "\n" if stop_missing else ""
+            raise FeatureCheckError(store.path, extra + check.broken_message())
+        gone = set(missing) | set(broken)
+        for split in SPLITS:
+            report = self.report[split]
+            vids = {q.vid for q in self._queries[split]}
+            for kind, items in check.warnings.items():
+                n = len(vids & set(items))
+                if n:
+                    report.warnings[kind] += n
+            if not gone:
+                continue
+            kept = []
+            for q in self._queries[split]:
+                if q.vid in gone:
+                    kind = check.problems[q.vid]["kind"]
+                    report.drop("missing_features" if kind == "missing" else f"bad_features_{kind}", q.qid)
+                else:
+                    kept.append(q)
+            report.missing_features = len(vids & set(missing))
+            report.queries, report.videos = len(kept), len({q.vid for q in kept})
+            if not kept:
+                raise MissingFeaturesError(store.path, f"no {split} video has usable features")
+            self._queries[split] = kept
         if missing:
-            if self.missing_features == "error" or len(missing) == len(need):
-                raise MissingFeaturesError(store.path, missing_features_message(store, missing, len(need)))
-            gone = set(missing)
-            for split in SPLITS:
-                report = self.report[split]
-                kept = []
-                for q in self._queries[split]:
-                    if q.vid in gone:
-                        report.drop("missing_features", q.qid)
-                    else:
-                        kept.append(q)
-                report.missing_features = len({q.vid for q in self._queries[split]} & gone)
-                report.queries, report.videos = len(kept), len({q.vid for q in kept})
-                if not kept:
-                    raise MissingFeaturesError(store.path, f"no {split} video has features")
-                self._queries[split] = kept
-            log.warning(missing_features_message(store, missing, len(need)).split(";")[0] + ": skipped")
-        self._store, self.video_dim = store, int(dim)
+            log.warning(missing_features_message(store, missing, len(needs)).split(";")[0] + ": skipped")
+        if broken:
+            log.warning("%s: %d videos with unusable features skipped (data.bad_features=skip; %s): first %s",
+                        store.path, len(broken), ", ".join(f"{k}={n}" for k, n in check.problem_counts().items()
+                                                           if k != "missing"), broken[0])
+        for line in check.warning_lines():
+            log.warning(line)
+        if check.width is None:
+            raise FeatureCheckError(store.path, "no video has usable features")
+        self._store, self.video_dim = store, int(check.width)
         self.feature_provenance = read_provenance(self.features_path)
         if self.feature_provenance and "pca_dim" in self.feature_provenance:
             self.feature_projection = read_projection(self.features_path)
@@ -285,8 +349,19 @@ class GroundingDataModule(pl.LightningDataModule):
             "num_clips": self.num_clips,
             "max_tokens": self.max_tokens,
             "splits": {s: self.report[s].to_dict() for s in SPLITS},
+            "feature_check": self._feature_check_summary(),
             "text": self.embedding_info.to_dict(),
         }
+
+    def _feature_check_summary(self) -> dict | None:
+        c = self.feature_check
+        if c is None:
+            return None
+        return {"file": c.file, "splits": list(self._check_splits or SPLITS), "videos": c.videos, "rows": c.rows,
+                "width": c.width, "rate_rows_per_s": c.rate, "seconds": c.seconds, "cached": c.cached,
+                "problems": c.problem_counts(), "warnings": c.warning_counts(),
+                "problem_videos": {v: p["message"] for v, p in sorted(c.problems.items())},
+                "warning_videos": {k: dict(sorted(v.items())) for k, v in sorted(c.warnings.items())}}
 
     def write_report(self, path) -> None:
         """Write data_report.json: per split the pairs read, queries kept, repairs, drops, missing features."""

@@ -136,10 +136,12 @@ class GroundingEvaluation:
             return
         for logger in self.loggers:
             if type(logger).__name__ == "WandbLogger":
-                from fsan_lightning.viz.alignment import alignment_figure_array
+                from fsan_lightning.viz.alignment import alignment_figure_array, pad_to_same_size
 
-                images = [alignment_figure_array(**m) for m in self._logged_maps]
-                logger.log_image(key="val/alignment_maps", images=images, step=self.global_step)
+                # one size for all images of the key (W&B warns and misdraws otherwise)
+                images = pad_to_same_size([alignment_figure_array(**m) for m in self._logged_maps])
+                logger.log_image(key="val/alignment_maps", images=images, step=self.global_step,
+                                 caption=[m["query"] for m in self._logged_maps])
 
     # ------------------------------------------------------------------ predictions
     def _collect_predictions(self, batch: dict[str, Any], windows: torch.Tensor) -> None:

@@ -57,6 +57,23 @@ def alignment_figure_array(P: np.ndarray, tokens: Sequence[str], duration: float
     return image
 
 
+def pad_to_same_size(images: Sequence[np.ndarray], fill: int = 255) -> list[np.ndarray]:
+    """RGB arrays [H_i, W_i, 3] -> the same arrays padded (bottom, right, white) to [max H, max W, 3].
+
+    W&B shows the images of one key at one size; different sizes make it warn and display them wrong.
+    """
+    if not images:
+        return []
+    h = max(im.shape[0] for im in images)
+    w = max(im.shape[1] for im in images)
+    out = []
+    for im in images:
+        canvas = np.full((h, w, im.shape[2]), fill, dtype=im.dtype)
+        canvas[: im.shape[0], : im.shape[1]] = im
+        out.append(canvas)
+    return out
+
+
 def save_alignment_figure(path: str | Path, P: np.ndarray, tokens: Sequence[str], duration: float, gt=None,
                           pred=None, query: str = "") -> Path:
     """Render one alignment map to a PNG file; returns the path."""
