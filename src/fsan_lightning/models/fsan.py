@@ -120,8 +120,9 @@ class TwoStageFSAN(FSAN):
     Made for blocking the whole-video shortcut of issue 19 ("FSAN that learns"): a matching score on the
     base map (``loss.matching.kind: base``) trains the encoders and the alignment but never the
     interaction, which is then trained only by losses that are local by construction (the SAP terms,
-    e.g. weighted by the base map's segments: ``loss.sap.weights_from: base``). Grounding reads the
-    interacted map P, as in the paper.
+    e.g. weighted by the base map's segments: ``loss.sap.weights_from: base``). The interaction reads
+    the encoders' features detached, so the losses on the interacted map train the interaction (and the
+    head) only, and the base stays what the matching made it. Grounding reads the interacted map P.
     """
 
     def forward(self, video: Tensor, video_mask: Tensor, tokens: Tensor, token_mask: Tensor) -> FSANOutput:
@@ -130,7 +131,7 @@ class TwoStageFSAN(FSAN):
         S = self.text_encoder(tokens, token_mask)
         V = self.video_encoder(video, video_mask)
         base_A, base_P, base_cosine = self.alignment(S, V, token_mask, video_mask)
-        S2, V2 = self.interaction(S, V, token_mask, video_mask)
+        S2, V2 = self.interaction(S.detach(), V.detach(), token_mask, video_mask)
         return self._align(S2, V2, token_mask, video_mask, base_A=base_A, base_P=base_P, base_cosine=base_cosine)
 
 
