@@ -16,23 +16,33 @@ from hydra import compose, initialize_config_module
 
 from fsan_lightning import _entry as runtime
 from fsan_lightning import ops
+from fsan_lightning.models import MaxSumGrounder, SCGrounder
 
-
-RULES = {"sc": ("sc", "all", "all"), "sc_cmin": ("sc", "all", "content"), "sc_c": ("sc", "content", "content"),
-         "ms": ("maxsum", "all", "all"), "ms_c": ("maxsum", "content", "all")}
+# grounding rules compared on the same forward pass (top-1 R1@0.5), on P and, for a two-stage
+# network, on the map before the interaction (prefix b_)
+RULES = {"sc": SCGrounder(), "sc_cmin": SCGrounder(min_tokens="content"), "sc_c": SCGrounder("content", "content"),
+         "ms": MaxSumGrounder(), "ms_c": MaxSumGrounder("content"), "ms_c25": MaxSumGrounder("content", 0.25)}
 
 
 def rule_scores(module, out, batch):
     """Top-1 R@0.5 of the alternative grounding rules on the same forward (extra columns)."""
-    net, res = module.net, {}
-    saved = (net.grounding_rule, net.grounding_tokens, net.sc_min_tokens)
-    for name, (rule, tokens, mins) in RULES.items():
-        net.grounding_rule, net.grounding_tokens, net.sc_min_tokens = rule, tokens, mins
-        sc = net.segment_scores(out, batch)
-        w = ops.rank_moments(sc, batch["video_mask"], batch["duration"], 1, None)
-        res[name] = ops.temporal_iou(w[:, 0, :2], batch["gt"]) >= 0.5
-    net.grounding_rule, net.grounding_tokens, net.sc_min_tokens = saved
+    res = {}
+    maps = {"": out.P, "b_": out.base_P}
+    for prefix, P in maps.items():
+        if P is None:
+            continue
+        for name, rule in RULES.items():
+            sc = rule(P, batch["token_mask"], batch["video_mask"], batch["content_mask"])
+            w = ops.rank_moments(sc, batch["video_mask"], batch["duration"], 1, None)
+            res[prefix + name] = ops.temporal_iou(w[:, 0, :2], batch["gt"]) >= 0.5
     return res
+
+
+def heldout_triplet(module, batch):
+    """The held-out matching loss on a validation batch (fixed negatives; 0 when the batch has none)."""
+    if "neg_tokens" not in batch:
+        return {}
+    return {k: float(v) for k, v in module.losses(batch)["terms"].items() if k.startswith("triplet")}
 
 
 def evaluate(module, loader):
@@ -45,6 +55,8 @@ def evaluate(module, loader):
             module.val_metric.update(batch["qidx"], windows[..., :2], batch["gt"])
             for k, v in rule_scores(module, out, batch).items():
                 diag.setdefault("rule_" + k, []).append(v.float() * 100)
+            for k, v in heldout_triplet(module, batch).items():
+                diag.setdefault("heldout_" + k, []).append(torch.tensor([v]))
             nv, valid = batch["video_mask"].shape[1], batch["video_mask"].sum(1)
             gt = ops.seconds_to_clip_mask(batch["gt"], batch["duration"], valid, nv)
             pred = ops.seconds_to_clip_mask(windows[:, 0, :2], batch["duration"], valid, nv)
@@ -73,10 +85,11 @@ def main() -> None:
     opt = module.configure_optimizers()
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
     sched = None
-    if cfg.model.get("scheduler") == "cosine":
+    optim = cfg.model.get("optim", {})
+    if optim.get("scheduler") == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     val_loader = dm.val_dataloader()
-    hp = module.hparams
+    warmup, ramp = module.optim["sap_warmup_epochs"], module.optim["sap_ramp_epochs"]
     t0 = time.time()
     best = None
     for epoch in range(epochs):
@@ -84,13 +97,13 @@ def main() -> None:
         loader = dm.train_dataloader()
         sums, nb = {}, len(loader)
         for bi, batch in enumerate(loader):
-            w = runtime_sap_weight(epoch + bi / nb, hp.sap_warmup_epochs, hp.sap_ramp_epochs)
-            losses = module.criterion(module.net, batch, sap_weight=w)
+            w = runtime_sap_weight(epoch + bi / nb, warmup, ramp)
+            losses = module.losses(batch, sap_weight=w)
             opt.zero_grad()
             losses["loss"].backward()
             opt.step()
-            for k in ("loss", "loss_triplet", "loss_inner", "loss_outer", "triplet_video"):
-                sums[k] = sums.get(k, 0.0) + float(losses[k].detach()) / nb
+            for k, v in {"loss": losses["loss"], **losses["terms"]}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) / nb
         if sched is not None:
             sched.step()
         r = evaluate(module, val_loader)
@@ -103,7 +116,8 @@ def main() -> None:
             + f" pin={r['p_inside']:.3f} pout={r['p_outside']:.3f} am_in={r['argmax_inside']:.3f}"
             + f" c_pin={r['c_p_inside']:.3f} c_pout={r['c_p_outside']:.3f} c_am_in={r['c_argmax_inside']:.3f}"
             + f" len={r['pred_length']:.2f}/{r['gt_length']:.2f}"
-            + " rules(R1@.5) " + " ".join(f"{k}={r['rule_' + k]:.1f}" for k in RULES),
+            + " heldout " + " ".join(f"{k[8:]}={v:.3f}" for k, v in r.items() if k.startswith("heldout_"))
+            + " rules(R1@.5) " + " ".join(f"{k[5:]}={v:.1f}" for k, v in r.items() if k.startswith("rule_")),
             flush=True,
         )
     e, r = best
