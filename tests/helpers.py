@@ -2,10 +2,18 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
+import h5py
+import numpy as np
+import pytest
 import torch
 
 from fsan_lightning.models import FSAN, build_fsan
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # annotation corpora, legacy checkpoints
+FEATURES = "sub_activitynet_v1-3.c3d.hdf5"  # the synthetic world's feature file
 
 VOCAB, WORD, VDIM = 40, 12, 20
 SMALL_NET = {
@@ -71,3 +79,44 @@ def padded_pair(seed: int = 0):
         return vid, vm, tok, tm
 
     return batch(5, 6, 3, 4, 0.0), batch(9, 11, 9, 11, 3.0)
+
+
+# ----------------------------------------------------------------------------- ops cases
+TOL = {"rtol": 0, "atol": 1e-9}
+
+
+def random_case(seed: int, B: int = 5, Ns: int = 6, Nv: int = 7, nan_padding: bool = True):
+    """float64 P with exact 0s and 1s, random token masks (not only prefixes), prefix clip masks."""
+    g = torch.Generator().manual_seed(seed)
+    P = torch.rand(B, Ns, Nv, generator=g, dtype=torch.float64)
+    P[torch.rand(B, Ns, Nv, generator=g) < 0.15] = 0.0
+    P[torch.rand(B, Ns, Nv, generator=g) < 0.15] = 1.0
+    P[0, :, 0] = 0.0  # a clip that every token rejects
+    token_mask = torch.rand(B, Ns, generator=g) < 0.7
+    token_mask[:, 0] = True
+    token_mask[0] = True  # a full sentence
+    L = torch.randint(1, Nv + 1, (B,), generator=g)
+    L[0], L[1] = Nv, 1  # full video and a single clip
+    clip_mask = torch.arange(Nv)[None, :] < L[:, None]
+    content = (torch.rand(B, Ns, generator=g) < 0.5) & token_mask
+    content[2] = False  # no content word: falls back to all tokens
+    if nan_padding:
+        P = torch.where(token_mask[:, :, None] & clip_mask[:, None, :], P, torch.nan)
+    return P, token_mask, clip_mask, content
+
+
+# ----------------------------------------------------------------------------- predictions
+def read_features(world: Path, vid: str) -> np.ndarray:
+    """The raw feature rows [T, D] of ``vid`` in a synthetic world."""
+    with h5py.File(world / FEATURES, "r") as f:
+        return f[f"{vid}/c3d_features"][()]
+
+
+def assert_same_windows(got: list, expected: list) -> None:
+    """Seconds exactly as rounded in the file (1e-4); scores to the file's 1e-6 rounding plus padding noise."""
+    assert len(got) == len(expected)
+    for (s, e, sc), (s0, e0, sc0) in zip(got, expected):
+        assert (s, e) == (s0, e0)
+        assert (sc is None) == (sc0 is None)
+        if sc is not None:
+            assert sc == pytest.approx(sc0, abs=3e-6)

@@ -1,12 +1,11 @@
 """Checkpoints of the flat-settings FSAN (before the composable model) load and predict as they did.
 
-tests/data/legacy/*.ckpt were written by commit 8b482d8 (the `make train` recipe and the paper form with
+tests/fixtures/legacy/*.ckpt were written by commit 8b482d8 (the `make train` recipe and the paper form with
 the MLP head, on the tiny world); legacy_predictions.json holds that code's predictions on fixed inputs.
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,9 @@ import torch
 from fsan_lightning.lit.checkpoint import CheckpointError, load_module
 from fsan_lightning.lit.legacy import convert_hparams
 from fsan_lightning.predictor import FSANPredictor
+from helpers import FIXTURES
 
-LEGACY = Path(__file__).resolve().parents[1] / "data" / "legacy"
+LEGACY = FIXTURES / "legacy"
 
 
 @pytest.mark.parametrize("name", ["legacy_feature_space", "legacy_paper_form_mlp"])

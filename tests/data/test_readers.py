@@ -1,5 +1,5 @@
 """Annotation readers: real files (counts and anomalies of shared/data/*/SOURCE.md), hand-made
-anomalies, the malformed corpus (tests/data/malformed) and a property test of the ActivityNet reader."""
+anomalies, the malformed corpus (tests/fixtures/malformed) and a property test of the ActivityNet reader."""
 from __future__ import annotations
 
 import json
@@ -20,8 +20,9 @@ from fsan_lightning.data.readers import (
     read_didemo,
     read_durations_csv,
 )
+from helpers import FIXTURES
 
-HERE = Path(__file__).parent / "data"
+HERE = FIXTURES
 GOOD, BAD = HERE / "good", HERE / "malformed"
 
 

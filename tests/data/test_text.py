@@ -1,7 +1,6 @@
 """Tokenizer, function words, vocabulary, GloVe matrices (kumo package and text files)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +18,9 @@ from fsan_lightning.data.text import (
     tokenize,
     word_vector,
 )
+from helpers import FIXTURES
 
-BAD = Path(__file__).parent / "data" / "malformed"
+BAD = FIXTURES / "malformed"
 
 
 def test_tokenize():

@@ -8,7 +8,7 @@ import torch
 
 from conftest import QUIET, compose_config, world_overrides
 from fsan_lightning.predictor import FSANPredictor
-from test_predict import assert_same_windows, read_features
+from helpers import assert_same_windows, read_features
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -19,6 +18,7 @@ from fsan_lightning.data.text import tokenize
 from fsan_lightning.lit.checkpoint import CheckpointError
 from fsan_lightning.predictor import FSANPredictor, GroundingRequest, PredictError, UnknownWordsWarning
 from fsan_lightning.predict import main
+from helpers import assert_same_windows, read_features
 
 FEATURES = "sub_activitynet_v1-3.c3d.hdf5"
 KEYS = {"query", "duration", "pred_relevant_windows", "alignment", "tokens", "unknown_words"}
@@ -49,21 +49,6 @@ def busiest_video(test_rows) -> tuple[str, list[dict]]:
         by_vid.setdefault(row["vid"], []).append(row)
     vid = max(by_vid, key=lambda v: (len(by_vid[v]), v))
     return vid, by_vid[vid]
-
-
-def read_features(world: Path, vid: str) -> np.ndarray:
-    with h5py.File(world / FEATURES, "r") as f:
-        return f[f"{vid}/c3d_features"][()]
-
-
-def assert_same_windows(got: list, expected: list) -> None:
-    """Seconds exactly as rounded in the file (1e-4); scores to the file's 1e-6 rounding plus padding noise."""
-    assert len(got) == len(expected)
-    for (s, e, sc), (s0, e0, sc0) in zip(got, expected):
-        assert (s, e) == (s0, e0)
-        assert (sc is None) == (sc0 is None)
-        if sc is not None:
-            assert sc == pytest.approx(sc0, abs=3e-6)
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from fsan_lightning.data.validate import main
+from helpers import FIXTURES
 
-HERE = Path(__file__).parent / "data"
+HERE = FIXTURES
 SHARED = Path(os.environ["FSAN_SHARED_DATA"]) if os.environ.get("FSAN_SHARED_DATA") else (
     Path("/work/shared/data") if Path("/work/shared/data").is_dir() else None)
 needs_shared = pytest.mark.skipif(SHARED is None, reason="set FSAN_SHARED_DATA to the shared/data folder")
@@ -92,7 +93,7 @@ def test_validate_scan_values_finds_nan(capsys, tmp_path):
 
 def test_validate_as_a_module_command():
     """The real command line: exit status and the JSON last line."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     proc = subprocess.run([sys.executable, "-m", "fsan_lightning.data.validate", "charades",
                            str(HERE / "good" / "charades_anomalies.txt"), "--durations",
                            str(HERE / "good" / "charades_durations.csv")], capture_output=True, text=True, env=env,

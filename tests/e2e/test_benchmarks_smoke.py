@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[1])]
 from benchmarks import bench_data, bench_ops, gpu_step, run, train_run
 from benchmarks.common import (
     PAPER_MODEL,
@@ -34,7 +34,7 @@ from fsan_lightning.data.readers import read_annotations
 
 import reference_ops
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = WorldSpec(train_videos=6, val_videos=2, test_videos=2, queries_per_video=2, min_rows=10, max_rows=20,
                  dim=16)
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fsan_lightning import ops
+from helpers import TOL, random_case
 from reference_ops import (
     ref_inner_loss_map,
     ref_matching_score,
@@ -15,29 +16,6 @@ from reference_ops import (
 )
 
 torch.set_num_threads(1)
-TOL = {"rtol": 0, "atol": 1e-9}
-
-
-def random_case(seed: int, B: int = 5, Ns: int = 6, Nv: int = 7, nan_padding: bool = True):
-    """float64 P with exact 0s and 1s, random token masks (not only prefixes), prefix clip masks."""
-    g = torch.Generator().manual_seed(seed)
-    P = torch.rand(B, Ns, Nv, generator=g, dtype=torch.float64)
-    P[torch.rand(B, Ns, Nv, generator=g) < 0.15] = 0.0
-    P[torch.rand(B, Ns, Nv, generator=g) < 0.15] = 1.0
-    P[0, :, 0] = 0.0  # a clip that every token rejects
-    token_mask = torch.rand(B, Ns, generator=g) < 0.7
-    token_mask[:, 0] = True
-    token_mask[0] = True  # a full sentence
-    L = torch.randint(1, Nv + 1, (B,), generator=g)
-    L[0], L[1] = Nv, 1  # full video and a single clip
-    clip_mask = torch.arange(Nv)[None, :] < L[:, None]
-    content = (torch.rand(B, Ns, generator=g) < 0.5) & token_mask
-    content[2] = False  # no content word: falls back to all tokens
-    if nan_padding:
-        P = torch.where(token_mask[:, :, None] & clip_mask[:, None, :], P, torch.nan)
-    return P, token_mask, clip_mask, content
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_segment_scores_matches_literal_loops(seed):
     P, tm, cm, content = random_case(seed)

@@ -9,7 +9,7 @@ import torch
 
 from fsan_lightning import ops
 from reference_ops import chosen_tokens, ref_maxsum
-from test_ops import TOL, random_case
+from helpers import TOL, random_case
 
 torch.set_num_threads(1)
 

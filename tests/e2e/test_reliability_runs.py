@@ -13,7 +13,7 @@ import torch
 
 from conftest import QUIET, TINY_MODEL, tiny_train_config, world_overrides
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # killer.py
 
 
 def _train_cli(run_dir: Path, world_dir: Path, *extra: str) -> subprocess.CompletedProcess:
