@@ -46,6 +46,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,13 @@ def _key(text: str) -> int:
 # reading and choosing the videos
 
 def _load(path: Path) -> dict:
+    """The JSON object of an annotation file (read once per process and file version; do not modify)."""
+    st = Path(path).stat()
+    return _load_cached(str(path), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=3)
+def _load_cached(path: str, _mtime_ns: int, _size: int) -> dict:
     from .readers import _load_json  # the readers' clear errors for broken JSON
 
     data = _load_json(path)
@@ -269,9 +277,16 @@ class Renderer:
         return max(1, int(round(duration * self.cfg.rows_per_second)))
 
     def render(self, spec: VideoSpec) -> np.ndarray:
-        """Features ``[T, feature_dim]`` float32 of one video, T = round(duration * rows_per_second)."""
+        """Features ``[T, feature_dim]`` float32 of one video, T = round(duration * rows_per_second).
+
+        Separate random streams, so that what an event changes stays local: the background (scene,
+        drift, idle actions, noises, offset) from (seed, video); a word's appearance in the video from
+        (seed, video, word); an event's real boundaries from (seed, video, its annotated seconds). The
+        order of the captions does not matter.
+        """
         cfg = self.cfg
-        rng = np.random.default_rng([cfg.seed, 2, _key(spec.vid)])
+        vkey = _key(spec.vid)
+        rng = np.random.default_rng([cfg.seed, 2, vkey])
         k = cfg.latent_dim
         t_rows = self.rows(spec.duration)
         secs = (np.arange(t_rows) + 0.5) / cfg.rows_per_second  # row centres, seconds [T]
@@ -280,46 +295,53 @@ class Renderer:
         drift -= drift.mean(axis=0)
         z += drift / (np.abs(drift).max() + 1e-9) * cfg.drift_scale * 3 / np.sqrt(k)
         idle = self._idle(rng, t_rows)
+        latent_noise = _ar1(rng.standard_normal((t_rows, k)) * cfg.latent_noise_std, cfg.noise_ar)
+        offset = (rng.standard_normal(cfg.feature_dim) * cfg.offset_std).astype(np.float32)
+        nuisance = _ar1(rng.standard_normal((t_rows, cfg.nuisance_dim), dtype=np.float32) * cfg.nuisance_std,
+                        cfg.noise_ar)
+        white = rng.standard_normal((t_rows, cfg.feature_dim), dtype=np.float32) * np.float32(cfg.noise_std)
         presence = np.zeros(t_rows)
-        if spec.events:
-            words = sorted({w for _, _, ws in spec.events for w in ws})
+        events = sorted(spec.events)
+        if events:
+            words = sorted({w for _, _, ws in events for w in ws})
             index = {w: i for i, w in enumerate(words)}
             table = np.zeros((max(1, len(words)), k))
             vis = np.zeros(max(1, len(words)))
             for i, w in enumerate(words):
-                table[i], vis[i] = self.word(w)
-            # this video's appearance of each word, shared by all its events
-            table += rng.standard_normal(table.shape) * cfg.instance_std * cfg.word_scale / np.sqrt(k)
-            incidence = np.zeros((len(spec.events), table.shape[0]))
-            starts, ends = np.empty(len(spec.events)), np.empty(len(spec.events))
-            for j, (s, e, ws) in enumerate(spec.events):
+                vec, vis[i] = self.word(w)
+                # this video's appearance of the word, shared by all its events
+                inst = np.random.default_rng([cfg.seed, 3, vkey, _key(w)]).standard_normal(k)
+                table[i] = vec + inst * cfg.instance_std * cfg.word_scale / np.sqrt(k)
+            incidence = np.zeros((len(events), table.shape[0]))
+            for j, (_, _, ws) in enumerate(events):
                 for w in ws:
                     incidence[j, index[w]] = 1.0 / np.sqrt(len(ws))
-                starts[j], ends[j] = s, e
             latents = (incidence * vis) @ table * cfg.event_scale  # [E, k]
-            alpha = self._envelopes(rng, secs, starts, ends, spec.duration)  # [T, E]
+            alpha = self._envelopes(vkey, secs, events, spec.duration)  # [T, E]
             z += alpha @ latents
             presence = alpha.sum(axis=1)
         z += idle * (1.0 - np.clip(presence, 0.0, 1.0))[:, None]
-        z += _ar1(rng.standard_normal((t_rows, k)) * cfg.latent_noise_std, cfg.noise_ar)
+        z += latent_noise
         feats = np.tanh(z @ self.w1 + self.b1).astype(np.float32) @ self.w2
-        feats += (rng.standard_normal(cfg.feature_dim) * cfg.offset_std).astype(np.float32)
-        nuisance = _ar1(rng.standard_normal((t_rows, cfg.nuisance_dim), dtype=np.float32) * cfg.nuisance_std,
-                        cfg.noise_ar)
+        feats += offset
         feats += nuisance.astype(np.float32) @ self.nuisance
-        feats += rng.standard_normal((t_rows, cfg.feature_dim), dtype=np.float32) * np.float32(cfg.noise_std)
+        feats += white
         return feats
 
-    def _envelopes(self, rng, secs, starts, ends, duration) -> np.ndarray:
+    def _envelopes(self, vkey: int, secs, events, duration) -> np.ndarray:
         """Soft presence ``[T, E]`` in [0, 1] of each event: the annotated moment plus annotator noise.
 
         A moment that starts at 0 (ends at the duration) was running before (after) the video: no
         fade at that side.
         """
         cfg = self.cfg
+        starts = np.array([s for s, _, _ in events])
+        ends = np.array([e for _, e, _ in events])
+        jitter = np.array([np.random.default_rng([cfg.seed, 4, vkey, _key(f"{s:.3f}-{e:.3f}")]).standard_normal(2)
+                           for s, e, _ in events])  # [E, 2]
         length = np.maximum(ends - starts, 1.0 / cfg.rows_per_second)
-        s_real = starts + rng.standard_normal(starts.shape) * cfg.boundary_jitter * length
-        e_real = ends + rng.standard_normal(ends.shape) * cfg.boundary_jitter * length
+        s_real = starts + jitter[:, 0] * cfg.boundary_jitter * length
+        e_real = ends + jitter[:, 1] * cfg.boundary_jitter * length
         s_real = np.where(starts <= 0, -np.inf, s_real)
         e_real = np.where(ends >= duration, np.inf, np.maximum(e_real, s_real + 1.0 / cfg.rows_per_second))
         x = secs[:, None]
@@ -399,7 +421,8 @@ def generate(out_dir, annotations_dir=None, params: dict | AnetSimConfig | None 
         val_vids = sorted(set(data["val_1"]) | set(data["val_2"]))
     chosen = set(val_vids)
     stats = {}
-    for split, records in (("train", {v: data["train"][v] for v in train_vids}),
+    picked = set(train_vids)
+    for split, records in (("train", {v: r for v, r in data["train"].items() if v in picked}),
                            ("val_1", {v: r for v, r in data["val_1"].items() if v in chosen}),
                            ("val_2", {v: r for v, r in data["val_2"].items() if v in chosen})):
         _atomic_text(out / SPLIT_FILES[split], json.dumps(records))
