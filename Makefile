@@ -38,8 +38,8 @@ ablations:  ## Table 4: five ablation rows x SEEDS on DATA (synthetic; activityn
 table2:  ## Table 2 (DiDeMo with DATA_DIR=features dir; without: synthetic DiDeMo-format world, CPU)
 	$(PY) -m fsan_lightning.reproduce.sweep --table table2 $(SWEEP_OPTS) -- $(ARGS)
 
-table3:  ## Table 3 (ActivityNet with DATA_DIR=features dir; without: the synthetic world, CPU)
-	$(PY) -m fsan_lightning.reproduce.sweep --table table3 $(SWEEP_OPTS) -- $(ARGS)
+table3:  ## Table 3 (ActivityNet with DATA_DIR=features dir; DATA=anet_sim: real annotations, simulated features; else the synthetic world, CPU)
+	$(PY) -m fsan_lightning.reproduce.sweep --table table3 $(if $(filter-out synthetic,$(DATA)),--data $(DATA)) $(SWEEP_OPTS) -- $(ARGS)
 
 figures:  ## Figures 3 and 4 of a run: make figures RUN=outputs/train/<date> [QUERIES=4] [OUT=dir]
 	@test -n "$(RUN)" || { echo "usage: make figures RUN=<run dir> [QUERIES=4] [OUT=dir]" >&2; exit 2; }
