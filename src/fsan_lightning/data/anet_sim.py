@@ -84,6 +84,9 @@ class AnetSimConfig:
     instance_std: float = 0.5         # per-video appearance of a word, relative to word_scale
     event_scale: float = 1.5          # norm scale of an event's latent (its words' sum / sqrt(#words))
     scene_scale: float = 1.0          # per-video scene
+    context_scale: float = 0.5        # the video's topic is visible throughout: this share of the mean
+                                      # of its events' latents is added to every row (the ski slope of
+                                      # a skiing video), so words also show outside their moments
     idle_scale: float = 0.8           # undescribed background actions (a fixed bank of idle_actions)
     idle_actions: int = 24
     idle_mean_s: float = 40.0         # mean length of a background stretch, seconds
@@ -318,7 +321,7 @@ class Renderer:
                     incidence[j, index[w]] = 1.0 / np.sqrt(len(ws))
             latents = (incidence * vis) @ table * cfg.event_scale  # [E, k]
             alpha = self._envelopes(vkey, secs, events, spec.duration)  # [T, E]
-            z += alpha @ latents
+            z += alpha @ latents + cfg.context_scale * latents.mean(axis=0)
             presence = alpha.sum(axis=1)
         z += idle * (1.0 - np.clip(presence, 0.0, 1.0))[:, None]
         z += latent_noise
