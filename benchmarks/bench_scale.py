@@ -6,9 +6,10 @@
 1. generation: builds (or finds cached) the full world, ``.data_cache/anet_sim/full`` (10,009 training
    videos, 4,917 validation videos, ~6.7 GB of features), with ``--workers`` rendering processes;
 2. text: reading train.json, building the vocabulary and tokenising all 37,421 training sentences;
-3. loader: one training epoch of the framework's data path (`GroundingDataset` + `EpochSampler` +
-   `collate`, batch 128, Nv 64, one process, one thread) against plain h5py reads of the same rows in
-   the same order, alternating passes (benchmarks/bench_data.py, here at full size);
+3. loader: an epoch of the framework's data path (`GroundingDataset` + `EpochSampler` + `collate`,
+   batch 128, Nv 64, one process, one thread) over ``--loader-samples`` training queries drawn from
+   all of them (default 8,192; their videos spread over the whole file), against plain h5py reads of
+   the same rows in the same order, alternating passes (benchmarks/bench_data.py at full size);
 4. validation: the data module's setup (reading every split and checking the features of all 14,926
    videos) and one validation pass over val_1 (17,505 queries: forward, segment scores, top-5 with
    NMS, metrics) of an untrained `model=fsan_synthetic`, with the per-read data check (shape and
@@ -41,12 +42,12 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def generation(workers: int, annotations_dir: str | None) -> dict:
+def generation(workers: int, annotations_dir: str | None, subset: int | None = None) -> dict:
     from fsan_lightning.data import anet_sim
 
-    out = FULL_DIR / "full"
+    out = anet_sim.world_dir(FULL_DIR, {"subset": subset})
     t0 = time.perf_counter()
-    generated = anet_sim.ensure_world(out, annotations_dir, {"subset": None}, workers=workers)
+    generated = anet_sim.ensure_world(out, annotations_dir, {"subset": subset}, workers=workers)
     seconds = time.perf_counter() - t0
     meta = json.loads((out / anet_sim.PARAMS_FILE).read_text())
     log(f"  generation: {'generated' if generated else 'cached'}; {meta['videos']} videos, "
@@ -78,11 +79,27 @@ def text(world: Path) -> dict:
             "vocab_s": round(t2 - t1, 3), "tokenise_s": round(t3 - t2, 3), "loadavg": load_average()}
 
 
-def loader(world: Path, passes: int) -> dict:
+def loader(world: Path, passes: int, samples: int | None) -> dict:
+    """bench_data's comparison on the full world, over ``samples`` training queries drawn uniformly
+    (seeded) from all 37k (their videos spread over the whole feature file), or all of them."""
+    import random
+
     from . import bench_data
 
-    with using_threads(1):
-        res = bench_data._run(world, 128, passes, log)
+    class Sampled(bench_data.Pipeline):
+        def __init__(self, world_dir, batch):
+            super().__init__(world_dir, batch)
+            if samples is not None and samples < len(self.queries):
+                self.queries = random.Random(0).sample(self.queries, samples)
+                self.order = [i for i, _ in bench_data.EpochSampler(self._dataset(), shuffle=True, seed=self.seed)]
+
+    real = bench_data.Pipeline
+    bench_data.Pipeline = Sampled
+    try:
+        with using_threads(1):
+            res = bench_data._run(world, 128, passes, log)
+    finally:
+        bench_data.Pipeline = real
     res["loadavg_end"] = load_average()
     return res
 
@@ -99,16 +116,17 @@ class _Unchecked:
         return np.asarray(self.store._load(vid), dtype=np.float32)
 
 
-def validation(world_root: Path) -> dict:
+def validation(world_root: Path, subset: int | None = None, annotations_dir: str | None = None) -> dict:
     import pytorch_lightning as pl
     from hydra import compose, initialize_config_module
 
     from fsan_lightning._entry import build_datamodule, build_module
 
     with initialize_config_module(config_module="fsan_lightning.conf", version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=anet_sim_cpu", "data.subset=null",
-                                          f"data.data_dir={world_root}", "paths.output_dir=/tmp/bench_scale",
-                                          "data.eval_batch_size=256"])
+        cfg = compose("train", overrides=[
+            "experiment=anet_sim_cpu", f"data.subset={'null' if subset is None else subset}",
+            f"data.data_dir={world_root}", "paths.output_dir=/tmp/bench_scale", "data.eval_batch_size=256"]
+            + ([f"data.annotations_dir={annotations_dir}"] if annotations_dir else []))
     t0 = time.perf_counter()
     dm = build_datamodule(cfg)
     setup_s = time.perf_counter() - t0
@@ -140,14 +158,15 @@ def validation(world_root: Path) -> dict:
             "loadavg": load_average()}
 
 
-def train_rss(subset: int | None, world_root: Path) -> dict:
+def train_rss(subset: int | None, world_root: Path, annotations_dir: str | None = None) -> dict:
     """Peak RSS (MiB) of a one-epoch training run in its own process."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rss.json"
         overrides = ["experiment=anet_sim_cpu", f"data.subset={'null' if subset is None else subset}",
                      f"data.data_dir={world_root}", "trainer.max_epochs=1", "test=false", "logger=csv",
                      "callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
-                     f"hydra.run.dir={tmp}/run"]
+                     f"hydra.run.dir={tmp}/run"] + ([f"data.annotations_dir={annotations_dir}"]
+                                                   if annotations_dir else [])
         code = ("import json, resource, runpy, sys, time\n"
                 f"sys.argv = ['fsan_lightning.train'] + {overrides!r}\n"
                 "t0 = time.time()\n"
@@ -171,9 +190,13 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1, help="rendering processes for the full world")
     p.add_argument("--annotations-dir", default=None)
     p.add_argument("--passes", type=int, default=2, help="alternating loader / raw passes (medians)")
+    p.add_argument("--loader-samples", type=int, default=8192,
+                   help="training queries of the loader figure (0 = all 37,421)")
     p.add_argument("--subset", type=int, default=1000, help="the small world of the memory figure")
     p.add_argument("--skip-train", action="store_true", help="no memory figure (the two training runs)")
     p.add_argument("--skip-validation", action="store_true")
+    p.add_argument("--smoke", type=int, default=None, metavar="N",
+                   help="check the wiring on subset N instead of the full world (numbers mean nothing; no memory figure)")
     p.add_argument("--out", default=str(RESULTS / "scale_latest.json"))
     args = p.parse_args(argv)
     started = time.time()
@@ -181,18 +204,19 @@ def main(argv=None) -> int:
            "commit": git_commit(), "machine": machine_info(), "loadavg_start": load_average(),
            "started_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     log("[1/5] generation")
-    res["generation"] = generation(args.workers, args.annotations_dir)
-    world = FULL_DIR / "full"
+    res["generation"] = generation(args.workers, args.annotations_dir, args.smoke)
+    world = FULL_DIR / ("full" if args.smoke is None else f"subset{args.smoke}")
     log("[2/5] text")
     res["text"] = text(world)
     log("[3/5] loader vs raw h5py")
-    res["loader"] = loader(world, args.passes)
+    res["loader"] = loader(world, args.passes, args.loader_samples or None)
     if not args.skip_validation:
         log("[4/5] validation pass")
-        res["validation"] = validation(FULL_DIR)
-    if not args.skip_train:
+        res["validation"] = validation(FULL_DIR, args.smoke, args.annotations_dir)
+    if not args.skip_train and args.smoke is None:
         log("[5/5] peak RSS of a training epoch")
-        small, full = train_rss(args.subset, FULL_DIR), train_rss(None, FULL_DIR)
+        small = train_rss(args.subset, FULL_DIR, args.annotations_dir)
+        full = train_rss(None, FULL_DIR, args.annotations_dir)
         res["memory"] = {"small": small, "full": full,
                          "growth": round(full["peak_rss_mib"] / small["peak_rss_mib"] - 1, 4)}
     res["seconds"] = round(time.time() - started, 1)
@@ -211,7 +235,7 @@ def render(res: dict) -> str:
             ("features (videos, rows, GB)", f"{g['videos']}, {g['feature_rows']}, {g['feature_gb']}", ""),
             ("read + vocabulary + tokenise 37k sentences (s)",
              f"{t['read_s']} + {t['vocab_s']} + {t['tokenise_s']}", ""),
-            ("loader / raw h5py (samples/s, 1 process, 1 thread)",
+            (f"loader / raw h5py (samples/s, 1 process, 1 thread, {ld['samples']} samples)",
              f"{ld['pipeline_over_raw']:.1%} ({ld['pipeline_samples_per_s']:.0f} vs {ld['raw_samples_per_s']:.0f})",
              ">= 50%")]
     if "validation" in res:
