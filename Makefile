@@ -48,7 +48,7 @@ figures:  ## Figures 3 and 4 of a run: make figures RUN=outputs/train/<date> [QU
 bench:  ## CPU benchmarks, every figure a ratio within the run (< 10 min on 2 cores; benchmarks/README.md), ARGS=--quick
 	$(PY) -m benchmarks.run $(ARGS)
 
-bench-scale:  ## the pipeline at ActivityNet size on the full anet_sim world (~6.7 GB in .data_cache; ~25 min on 2 cores), ARGS=--workers N
+bench-scale:  ## the pipeline at ActivityNet size on the full anet_sim world (6.6 GB in .data_cache; ~25 min on 2 cores), ARGS=--workers N
 	$(PY) -m benchmarks.bench_scale $(ARGS)
 
 bench-gpu:  ## GPU training-step benchmark in bf16-mixed (needs CUDA; a few minutes), ARGS=options

@@ -4,7 +4,7 @@
         [--out benchmarks/results/scale_latest.json]
 
 1. generation: builds (or finds cached) the full world, ``.data_cache/anet_sim/full`` (10,009 training
-   videos, 4,917 validation videos, ~6.7 GB of features), with ``--workers`` rendering processes;
+   videos, 4,917 validation videos, 6.6 GB of features), with ``--workers`` rendering processes;
 2. text: reading train.json, building the vocabulary and tokenising all 37,421 training sentences;
 3. loader: an epoch of the framework's data path (`GroundingDataset` + `EpochSampler` + `collate`,
    batch 128, Nv 64, one process, one thread) over ``--loader-samples`` training queries drawn from
