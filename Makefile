@@ -12,7 +12,7 @@ RUN ?=
 QUERIES ?= 4
 SWEEP_OPTS = --seeds $(SEEDS) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SWEEP_DIR),--sweep-dir $(SWEEP_DIR)) $(if $(OUT),--out $(OUT))
 
-.PHONY: help install test test-slow train eval ablations table2 table3 figures bench bench-gpu lint clean
+.PHONY: help install test test-slow train eval ablations table2 table3 figures bench bench-gpu bench-scale lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -38,8 +38,8 @@ ablations:  ## Table 4: five ablation rows x SEEDS on DATA (synthetic; activityn
 table2:  ## Table 2 (DiDeMo with DATA_DIR=features dir; without: synthetic DiDeMo-format world, CPU)
 	$(PY) -m fsan_lightning.reproduce.sweep --table table2 $(SWEEP_OPTS) -- $(ARGS)
 
-table3:  ## Table 3 (ActivityNet with DATA_DIR=features dir; without: the synthetic world, CPU)
-	$(PY) -m fsan_lightning.reproduce.sweep --table table3 $(SWEEP_OPTS) -- $(ARGS)
+table3:  ## Table 3 (ActivityNet with DATA_DIR=features dir; DATA=anet_sim: real annotations, simulated features; else the synthetic world, CPU)
+	$(PY) -m fsan_lightning.reproduce.sweep --table table3 $(if $(filter-out synthetic,$(DATA)),--data $(DATA)) $(SWEEP_OPTS) -- $(ARGS)
 
 figures:  ## Figures 3 and 4 of a run: make figures RUN=outputs/train/<date> [QUERIES=4] [OUT=dir]
 	@test -n "$(RUN)" || { echo "usage: make figures RUN=<run dir> [QUERIES=4] [OUT=dir]" >&2; exit 2; }
@@ -47,6 +47,9 @@ figures:  ## Figures 3 and 4 of a run: make figures RUN=outputs/train/<date> [QU
 
 bench:  ## CPU benchmarks, every figure a ratio within the run (< 10 min on 2 cores; benchmarks/README.md), ARGS=--quick
 	$(PY) -m benchmarks.run $(ARGS)
+
+bench-scale:  ## the pipeline at ActivityNet size on the full anet_sim world (6.6 GB in .data_cache; ~25 min on 2 cores), ARGS=--workers N
+	$(PY) -m benchmarks.bench_scale $(ARGS)
 
 bench-gpu:  ## GPU training-step benchmark in bf16-mixed (needs CUDA; a few minutes), ARGS=options
 	$(PY) -m benchmarks.gpu_step $(ARGS)

@@ -96,6 +96,10 @@ DATA_KEYS = (
     "duration_tolerance",
     "feature_rate",
     "check_cache_dir",
+    "subset",
+    "annotations_dir",
+    "anet_sim",
+    "generate_workers",
 )
 
 

@@ -35,7 +35,7 @@ from fsan_lightning.runio import json_object_line
 
 __all__ = ["MatchResult", "Prediction", "load_predictions", "main", "match_predictions", "score_predictions"]
 
-DATASETS = ("activitynet", "charades", "didemo", "synthetic")
+DATASETS = ("activitynet", "charades", "didemo", "synthetic", "anet_sim")
 # DiDeMo windows must lie on the 5 s grid; this much slack absorbs rounding in a written file.
 GRID_TOLERANCE_S = 0.05
 

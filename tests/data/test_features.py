@@ -216,3 +216,31 @@ def test_store_inherited_handle_is_reopened_after_fork(h5file):
     assert all(pid == opener != os.getpid() for pid, opener in pids)
     assert store._pid == os.getpid()  # the parent's handle is untouched
     np.testing.assert_array_equal(store.read("b"), rows(3, 4) + 1)
+
+
+def test_pool_is_bit_identical_to_reduceat_on_float64():
+    """The pooled clips equal the former np.add.reduceat formulation exactly (results stay pinned)."""
+    rng = np.random.default_rng(3)
+    for t in (64, 65, 100, 333, 1400):
+        feats = (rng.standard_normal((t, 37)) * 10).astype(np.float32)
+        edges = np.round(np.arange(65) * t / 64).astype(np.int64)
+        ref = (np.add.reduceat(feats.astype(np.float64), edges[:-1], axis=0)
+               / np.maximum(np.diff(edges), 1)[:, None]).astype(np.float32)
+        assert np.array_equal(pool_clips(feats, 64)[0], ref)
+
+
+def test_read_accepts_huge_finite_values_and_rejects_non_finite_ones(tmp_path):
+    import h5py
+
+    from fsan_lightning.data.errors import DataFormatError
+    from fsan_lightning.data.features import HDF5FeatureStore
+
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f["big/c3d_features"] = np.full((4, 3), 3e38, dtype=np.float32)  # finite; their float32 sum would overflow
+        bad = np.zeros((4, 3), dtype=np.float32)
+        bad[2, 1] = np.nan
+        f["bad/c3d_features"] = bad
+    store = HDF5FeatureStore(tmp_path / "f.h5")
+    assert store.read("big").shape == (4, 3)
+    with pytest.raises(DataFormatError, match="NaN or inf in 1 of 4 rows"):
+        store.read("bad")

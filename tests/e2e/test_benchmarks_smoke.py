@@ -254,3 +254,22 @@ def test_results_file_is_valid_json_when_present():
     res = json.loads(latest.read_text())
     assert {"machine", "commit", "figures", "ops", "data", "train", "infer"} <= set(res)
     assert all({"id", "value", "target", "met"} <= set(f) for f in res["figures"])
+
+
+def test_bench_scale_unchecked_reads_equal_checked_ones_and_the_table_renders(tmp_path):
+    from benchmarks import bench_scale
+
+    world = ensure_world(tmp_path / "w", TINY)
+    store = HDF5FeatureStore(world / FEATURES_FILE)
+    queries, _ = read_annotations("activitynet", world / "train.json")
+    for q in queries[:3]:
+        assert torch.equal(torch.from_numpy(bench_scale._Unchecked(store).read(q.vid)),
+                           torch.from_numpy(store.read(q.vid, 16)))
+    res = {"commit": "abc", "command": "c", "started_utc": "t", "seconds": 1, "loadavg_start": [1], "loadavg_end": [1],
+           "generation": {"generation_s": 2.0, "generation_workers": 1, "videos": 3, "feature_rows": 9, "feature_gb": 0.0},
+           "text": {"read_s": 0.1, "vocab_s": 0.2, "tokenise_s": 0.3},
+           "loader": {"samples": 8, "pipeline_over_raw": 0.25, "pipeline_samples_per_s": 100.0, "raw_samples_per_s": 400.0},
+           "memory": {"full": {"peak_rss_mib": 1100.0}, "small": {"peak_rss_mib": 1000.0}, "growth": 0.1}}
+    table = bench_scale.render(res)
+    assert "| loader / raw h5py (samples/s, 1 process, 1 thread, 8 samples) | 25.0% (100 vs 400) | >= 50% |" in table
+    assert "1100 vs 1000 (+10.0%)" in table

@@ -97,6 +97,10 @@ def test_recipes_choose_the_data():
         sweep.recipe("table3", "activitynet", None)
     with pytest.raises(ValueError, match="'activitynet'"):
         sweep.recipe("table3", "didemo", "/d")
+    # the ActivityNet-scale world needs no --data-dir (real annotations, features generated)
+    for table, exp in (("table3", "anet_sim_cpu"), ("table4", "anet_sim_table4")):
+        rcp = sweep.recipe(table, "anet_sim", None)
+        assert rcp.base == (f"experiment={exp}",) and rcp.data == "anet_sim" and "simulated" in rcp.note
 
 
 def test_plan_is_rows_times_seeds_then_the_prototype():
@@ -181,6 +185,10 @@ def test_make_targets_call_the_sweep(tmp_path):
         out = subprocess.run(["make", "--no-print-directory", "-n", table], cwd=REPO, capture_output=True, text=True, check=True).stdout
         assert shlex.split(out.strip())[1:] == ["-m", "fsan_lightning.reproduce.sweep", "--table", table,
                                                 "--seeds", "0", "--"]
+    out = subprocess.run(["make", "--no-print-directory", "-n", "table3", "DATA=anet_sim"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    assert shlex.split(out.strip())[1:] == ["-m", "fsan_lightning.reproduce.sweep", "--table", "table3", "--data",
+                                            "anet_sim", "--seeds", "0", "--"]
     usage = subprocess.run(["make", "figures"], cwd=REPO, capture_output=True, text=True, check=False)
     assert usage.returncode != 0 and "RUN=<run dir>" in usage.stderr
 

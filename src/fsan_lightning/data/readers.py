@@ -27,8 +27,8 @@ from pathlib import Path
 from .errors import DataFormatError
 from .records import DataReport, Query
 
-#: datasets `read_annotations` understands ("synthetic" files use the ActivityNet format)
-DATASETS = ("activitynet", "synthetic", "didemo", "charades", "own")
+#: datasets `read_annotations` understands ("synthetic" and "anet_sim" files use the ActivityNet format)
+DATASETS = ("activitynet", "synthetic", "didemo", "charades", "own", "anet_sim")
 
 #: default file names per dataset (train, val, test, features, durations); relative to data_dir.
 #: Charades-STA has no validation split: val None = a held-out share of the training videos.
@@ -37,6 +37,8 @@ DATASET_DEFAULTS: dict[str, dict] = {
                     "features": "sub_activitynet_v1-3.c3d.hdf5", "durations": None},
     "synthetic": {"train": "train.json", "val": "val_1.json", "test": "val_2.json",
                   "features": "sub_activitynet_v1-3.c3d.hdf5", "durations": None},
+    "anet_sim": {"train": "train.json", "val": "val_1.json", "test": "val_2.json",
+                 "features": "sub_activitynet_v1-3.c3d.hdf5", "durations": None},
     "didemo": {"train": "train_data.json", "val": "val_data.json", "test": "test_data.json",
                "features": "didemo_features.hdf5", "durations": None},
     "charades": {"train": "charades_sta_train.txt", "val": None,
@@ -57,10 +59,10 @@ def read_annotations(dataset: str, path, durations: list[str] | None = None
                      ) -> tuple[list[Query], DataReport]:
     """Read one annotation file of ``dataset`` into Query records and a report of what was done.
 
-    dataset: "activitynet", "synthetic" (ActivityNet format), "didemo" or "charades".
+    dataset: "activitynet", "synthetic", "anet_sim" (ActivityNet format), "didemo" or "charades".
     durations: Charades only, the Charades_v1_{train,test}.csv files giving each video's length.
     """
-    if dataset in ("activitynet", "synthetic"):
+    if dataset in ("activitynet", "synthetic", "anet_sim"):
         return read_activitynet(path, dataset=dataset)
     if dataset == "didemo":
         return read_didemo(path)

@@ -1,7 +1,7 @@
 """`GroundingDataModule`: reads, validates and serves one grounding data set (Lightning side).
 
 Constructor arguments are the Hydra keys ``data.<name>``. ``prepare_data`` generates the synthetic
-world (rank 0); ``setup`` reads every split, runs the full feature check (every row of every video of
+world or the ActivityNet-scale world (``anet_sim``; rank 0); ``setup`` reads every split, runs the full feature check (every row of every video of
 the checked splits, `fsan_lightning.data.feature_check`, cached), builds the vocabulary from the
 training split and the GloVe matrix, and counts every repaired/dropped record (``report``,
 ``write_report``), all before any training step.
@@ -29,6 +29,7 @@ from fsan_lightning.data.own import own_queries, read_descriptions, split_descri
 from fsan_lightning.data.provenance import read_projection, read_provenance, recorded_durations
 from fsan_lightning.data.readers import DATASET_DEFAULTS, DATASETS, DIDEMO_CHUNK_S, read_annotations
 from fsan_lightning.data.records import DataReport, Query
+from fsan_lightning.data import anet_sim as anet_world
 from fsan_lightning.data.synthetic import PARAMS_FILE, ensure_world
 from fsan_lightning.data.text import Vocab, build_embeddings
 
@@ -36,15 +37,18 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 DEFAULT_SYNTHETIC_DIR = ".data_cache/synthetic"
+DEFAULT_ANET_SIM_DIR = ".data_cache/anet_sim"
 
 
 class GroundingDataModule(pl.LightningDataModule):
     """One data set's splits, features and text, as DataLoaders of the batch of docs/architecture.md.
 
-    dataset: "activitynet" | "didemo" | "charades" | "synthetic" | "own" (own videos: train_file is the
+    dataset: "activitynet" | "didemo" | "charades" | "synthetic" | "anet_sim" | "own" (own videos: train_file is the
         description file of `fsan_lightning.data.own`, split by video into train / val / test with
         ``val_fraction`` / ``test_fraction``; durations absent from it come from the feature file).
-    data_dir: folder of the files (synthetic: where the world is generated; default .data_cache/synthetic).
+    data_dir: folder of the files (synthetic: where the world is generated; default .data_cache/synthetic;
+        anet_sim: the root under which the world of each size lives, ``<data_dir>/full`` or
+        ``<data_dir>/subset<N>``).
     train_file, val_file, test_file, features: relative to data_dir unless absolute; None = the
         dataset's default (ActivityNet: train.json / val_1.json / val_2.json /
         sub_activitynet_v1-3.c3d.hdf5). Charades has no validation file: val None holds out
@@ -65,6 +69,10 @@ class GroundingDataModule(pl.LightningDataModule):
     seed: seed of the shuffling and of the negative sentences.
     synthetic: generator parameters (`fsan_lightning.data.synthetic.SyntheticConfig` fields).
     limit_queries: keep only the first N queries of each split (tests, smoke runs).
+    subset, annotations_dir, anet_sim, generate_workers: the anet_sim world (`fsan_lightning.data.anet_sim`):
+        N training videos and the proportional share of val_1/val_2 (None = full size), the folder of
+        the real annotation files (None = $FSAN_SHARED_DATA/activitynet_captions), generator
+        parameters (`AnetSimConfig` fields), rendering processes.
     """
 
     def __init__(self, dataset: str = "synthetic", data_dir: str | None = None, train_file: str | None = None,
@@ -77,7 +85,8 @@ class GroundingDataModule(pl.LightningDataModule):
                  limit_queries: int | None = None, val_fraction: float = 0.1, test_fraction: float = 0.15,
                  bad_features: str = "error",
                  duration_tolerance: float = DURATION_TOLERANCE, feature_rate: float | None = None,
-                 check_cache_dir: str | None = None):
+                 check_cache_dir: str | None = None, subset: int | None = None,
+                 annotations_dir: str | None = None, anet_sim: dict | None = None, generate_workers: int = 1):
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"data.dataset={dataset!r}; expected one of {DATASETS}")
@@ -93,12 +102,15 @@ class GroundingDataModule(pl.LightningDataModule):
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         if data_dir is None:
-            if dataset != "synthetic":
+            if dataset not in ("synthetic", "anet_sim"):
                 raise ValueError(f"data.data_dir is required for dataset {dataset!r}")
-            data_dir = DEFAULT_SYNTHETIC_DIR
+            data_dir = DEFAULT_SYNTHETIC_DIR if dataset == "synthetic" else DEFAULT_ANET_SIM_DIR
         self.save_hyperparameters(logger=False)
         self.dataset = dataset
-        self.data_dir = Path(data_dir)
+        self.anet_sim = {**dict(anet_sim or {}), "subset": None if subset is None else int(subset)}
+        self.annotations_dir = annotations_dir
+        self.generate_workers = int(generate_workers)
+        self.data_dir = anet_world.world_dir(data_dir, self.anet_sim) if dataset == "anet_sim" else Path(data_dir)
         defaults = DATASET_DEFAULTS[dataset]
         self.files = {"train": self._path(train_file or defaults["train"]),
                       "val": self._path(val_file or defaults["val"]),
@@ -167,12 +179,16 @@ class GroundingDataModule(pl.LightningDataModule):
         """Generate the synthetic world into data_dir unless the cached one has the same parameters."""
         if self.dataset == "synthetic" and ensure_world(self.data_dir, self.synthetic):
             log.info("generated the synthetic world in %s", self.data_dir)
+        if self.dataset == "anet_sim" and anet_world.ensure_world(self.data_dir, self.annotations_dir, self.anet_sim,
+                                                                workers=self.generate_workers):
+            log.info("generated the anet_sim world in %s", self.data_dir)
 
     def setup(self, stage: str | None = None) -> None:
         """Read and validate everything (all splits, features, text) once, before any training."""
         if self._ready:
             return
-        if self.dataset == "synthetic" and not (self.data_dir / PARAMS_FILE).is_file():
+        if (self.dataset == "synthetic" and not (self.data_dir / PARAMS_FILE).is_file()) or (
+                self.dataset == "anet_sim" and not (self.data_dir / anet_world.PARAMS_FILE).is_file()):
             self.prepare_data()  # setup() called without prepare_data() (plain use, no Trainer)
         self._read_splits()
         self._check_features()

@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Score uniformly random predictions against an annotation file (the tables' Random row).",
     )
     parser.add_argument(
-        "--dataset", required=True, choices=["activitynet", "charades", "didemo", "synthetic"]
+        "--dataset", required=True, choices=["activitynet", "charades", "didemo", "synthetic", "anet_sim"]
     )
     parser.add_argument("--annotations", required=True, help="annotation file of the split to score")
     parser.add_argument("--durations", nargs="+", default=None, help="duration CSV file(s) (Charades)")

@@ -12,7 +12,8 @@ process) would lose the rest too. Here every job is its own normal run
 directory already holds results.json is skipped, so rerunning the same command with the same
 ``--sweep-dir`` resumes a sweep. The jobs of a table are the rows of the paper's table (Table 4: the
 ``conf/ablation/`` configs) times ``--seeds``, plus ``model=prototype`` once when that config exists
-(Table 4 by default; ``--prototype`` elsewhere). Then ``aggregate`` writes the table.
+(Table 4 and ``--data anet_sim`` by default; ``--prototype`` elsewhere). ``--data anet_sim`` runs
+Tables 3 and 4 on the ActivityNet-scale world (``experiment=anet_sim_cpu`` / ``anet_sim_table4``). Then ``aggregate`` writes the table.
 
 Exit status: 0 all jobs finished, 3 some failed (the table is written and lists them), 2 bad arguments.
 """
@@ -42,6 +43,10 @@ SYNTHETIC_DIDEMO = ("experiment=synthetic_cpu", "data=didemo", "data.features=di
                     "data.feature_key='{vid}/c3d_features'", "data.num_workers=0", "data.pin_memory=false", "data.persistent_workers=false",
                     "data.batch_size=64", "data.eval_batch_size=128")
 SMALL_CPU_NOTE = "small CPU settings of experiment=synthetic_cpu (model fsan_synthetic), not the paper's data"
+#: the ActivityNet-scale world (real annotations, simulated features): data=anet_sim, no --data-dir
+ANET_SIM = "anet_sim"
+ANET_SIM_NOTE = ("the ActivityNet-scale world (real ActivityNet Captions annotations, simulated features; "
+                 "CPU subset data.subset=1000 unless overridden), small CPU settings of experiment={exp}")
 TABLE4_CPU_NOTE = "small CPU settings of experiment=synthetic_table4 (fsan_small with ICIM and SAP losses), not the paper's data"
 
 
@@ -86,6 +91,9 @@ def recipe(table: str, data: str | None, data_dir: str | None, overrides: Sequen
     """
     given_dir = data_dir or any(o.startswith("data.data_dir=") for o in overrides)
     dir_override = (f"data.data_dir={data_dir}",) if data_dir else ()
+    if data == ANET_SIM and table in ("table3", "table4"):
+        exp = "anet_sim_table4" if table == "table4" else "anet_sim_cpu"
+        return Recipe((f"experiment={exp}",) + dir_override, ANET_SIM, ANET_SIM_NOTE.format(exp=exp))
     if table == "table4":
         data = data or "synthetic"
         if data == "synthetic":
@@ -242,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         rcp = recipe(args.table, args.data, args.data_dir, args.overrides, args.synthetic_dir)
-        prototype = args.prototype if args.prototype is not None else args.table == "table4"
+        prototype = args.prototype if args.prototype is not None else (args.table == "table4" or rcp.data == ANET_SIM)
         if prototype and not has_model_config(PROTOTYPE):
             print(f"note: conf/model/{PROTOTYPE}.yaml does not exist; no prototype row", file=sys.stderr)
             prototype = False
