@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .synthetic import parse_set_options
 from .text import is_content, tokenize
 
 log = logging.getLogger(__name__)
@@ -492,13 +493,6 @@ def ensure_world(out_dir, annotations_dir=None, params: dict | None = None, work
     return True
 
 
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m fsan_lightning.data.anet_sim",
                                 description="Write the ActivityNet-scale world (real annotations, simulated features).")
@@ -511,12 +505,7 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true", help="regenerate even when the cached world is current")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any AnetSimConfig field")
     args = p.parse_args(argv)
-    params = {}
-    for item in args.set:
-        if "=" not in item:
-            p.error(f"--set expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        params[k] = _parse_value(v)
+    params = parse_set_options(p, args.set)
     if args.subset is not None:
         params["subset"] = args.subset
     if args.seed is not None:

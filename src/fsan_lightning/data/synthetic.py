@@ -488,6 +488,17 @@ def _parse_value(text: str):
         return text
 
 
+def parse_set_options(parser: argparse.ArgumentParser, items: list[str]) -> dict:
+    """``--set KEY=VALUE`` options -> a parameter dict (JSON values where they parse, else strings)."""
+    params = {}
+    for item in items:
+        if "=" not in item:
+            parser.error(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        params[k] = _parse_value(v)
+    return params
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m fsan_lightning.data.synthetic",
                                 description="Write the synthetic grounding world in a real data format.")
@@ -497,12 +508,7 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any SyntheticConfig field, e.g. --set train_videos=100 --set noise_std=0.8")
     args = p.parse_args(argv)
-    params = {}
-    for item in args.set:
-        if "=" not in item:
-            p.error(f"--set expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        params[k] = _parse_value(v)
+    params = parse_set_options(p, args.set)
     if args.seed is not None:
         params["seed"] = args.seed
     meta = generate(args.out_dir, args.format, params)
