@@ -23,7 +23,7 @@ from fsan_lightning.data.video.extractor import (
     extract_many,
     video_times,
 )
-from video_helpers import colour_video, sample_video
+from helpers import colour_video, sample_video
 
 RED, BLUE, GREEN = (220, 20, 20), (20, 40, 220), (20, 200, 40)
 

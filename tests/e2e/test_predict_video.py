@@ -10,8 +10,7 @@ from fsan_lightning import predict
 from fsan_lightning.data.video.backbone import load_backbone
 from fsan_lightning.lit.callbacks import FeatureProvenance
 from fsan_lightning.lit.module import FSANModule
-from helpers import net_config
-from video_helpers import colour_video, sample_video
+from helpers import colour_video, net_config, sample_video
 
 WORDS = ["<pad>", "<unk>", "a", "red", "blue", "square", "man", "car"]
 

@@ -263,7 +263,7 @@ def test_random_row_refuses_a_changed_annotation_file(tmp_path, tiny_world_dir):
 
 
 def test_wandb_table_is_logged_offline(fake_sweep, tmp_path, monkeypatch):
-    from wandb_records import read_records
+    from helpers import read_records
 
     for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_DIR"):
         monkeypatch.delenv(var, raising=False)

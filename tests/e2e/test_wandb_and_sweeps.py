@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import TINY_MODEL, tiny_train_config, world_overrides
-from wandb_records import logged_keys, wait_for_exit_record
+from helpers import logged_keys, wait_for_exit_record
 
 
 def test_wandb_offline_run_is_written_and_readable(tiny_world_dir, tmp_path, monkeypatch):
