@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .synthetic import parse_set_options
+from .synthetic import known_fields, parse_set_options
 from .text import is_content, tokenize
 
 log = logging.getLogger(__name__)
@@ -104,12 +104,7 @@ class AnetSimConfig:
 
     @classmethod
     def from_dict(cls, params: dict | None) -> AnetSimConfig:
-        params = dict(params or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params) - names)
-        if unknown:
-            raise ValueError(f"unknown anet_sim parameters {unknown}; known: {sorted(names)}")
-        cfg = cls(**params)
+        cfg = cls(**known_fields(cls, params, "anet_sim"))
         cfg.validate()
         return cfg
 

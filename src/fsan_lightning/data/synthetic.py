@@ -76,6 +76,16 @@ TEMPLATES = [
 ]
 
 
+def known_fields(cls, params: dict | None, what: str) -> dict:
+    """A copy of ``params``; ValueError listing the valid names when one is not a field of dataclass ``cls``."""
+    params = dict(params or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - names)
+    if unknown:
+        raise ValueError(f"unknown {what} parameters {unknown}; known: {sorted(names)}")
+    return params
+
+
 @dataclass
 class SyntheticConfig:
     """All generator parameters (the DataModule's ``synthetic`` dict overrides any of them)."""
@@ -129,11 +139,7 @@ class SyntheticConfig:
 
     @classmethod
     def from_dict(cls, params: dict | None) -> SyntheticConfig:
-        params = dict(params or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params) - names)
-        if unknown:
-            raise ValueError(f"unknown synthetic world parameters {unknown}; known: {sorted(names)}")
+        params = known_fields(cls, params, "synthetic world")
         if "moment_beta" in params:
             params["moment_beta"] = tuple(float(x) for x in params["moment_beta"])
         cfg = cls(**params)

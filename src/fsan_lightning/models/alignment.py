@@ -59,11 +59,9 @@ class AlignmentMap(nn.Module):
         """
         valid = token_mask[:, :, None] & clip_mask[:, None, :]
         A, cosine = self.similarity(self.text_proj(S), self.video_proj(V))
+        A = torch.where(valid, A, torch.zeros_like(A))
         if cosine is not None:
             cosine = torch.where(valid, cosine, torch.zeros_like(cosine))
-            A = self.scale * cosine
-        else:
-            A = torch.where(valid, A, torch.zeros_like(A))
         return A, ops.minmax_normalize(A, token_mask, clip_mask), cosine
 
 

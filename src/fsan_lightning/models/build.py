@@ -75,9 +75,7 @@ def build_fsan(vocab_size: int, word_dim: int, video_dim: int, *, d_model: int |
     cls, kw = _pick("text_encoder", text_encoder)
     text = _make("text_encoder", cls, vocab_size, word_dim, d, num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout, **kw)
     cls, kw = _pick("video_encoder", video_encoder)
-    video = _make("video_encoder", cls, video_dim, d_model if cls is FeatureSpaceVideoEncoder else d, dropout=dropout, **kw)
-    if video.out_dim != d:
-        raise ValueError(f"build_fsan: the video encoder gives width {video.out_dim}, the model width is {d}")
+    video = _make("video_encoder", cls, video_dim, d, dropout=dropout, **kw)
     cls, kw = _pick("interaction", interaction)
     inter = _make("interaction", cls, d, num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout, cross_attn=cross_attn,
                 inner_attn=inner_attn, **kw)

@@ -166,6 +166,8 @@ class FSANCriterion(nn.Module):
         negative = {k: v for k, v in weights.items() if v < 0}
         if negative:
             raise ValueError(f"FSANCriterion: loss weights must be >= 0, got {negative}")
+        if not any(v > 0 for v in weights.values()):
+            raise ValueError(f"FSANCriterion: no term has a positive weight ({dict(weights)})")
         self.terms = list(terms)
         self.weights = {k: float(v) for k, v in weights.items()}
 
@@ -185,10 +187,9 @@ class FSANCriterion(nn.Module):
                 got, extra = term(tp)
             values.update(got)
             stats.update(extra)
+            ramp = sap_weight if getattr(term, "ramped", False) else 1.0
             for name, value in got.items():
-                w = self.weights.get(name, 0.0) * (sap_weight if getattr(term, "ramped", False) else 1.0)
-                if self.weights.get(name, 0.0) > 0:
-                    loss = w * value if loss is None else loss + w * value
-        if loss is None:
-            raise ValueError(f"FSANCriterion: no term has a positive weight ({self.weights})")
+                weight = self.weights.get(name, 0.0)
+                if weight > 0:
+                    loss = weight * ramp * value if loss is None else loss + weight * ramp * value
         return {"loss": loss, "terms": values, "stats": stats}

@@ -89,11 +89,14 @@ class FSAN(nn.Module):
             video: float [B, Nv, Dv]. video_mask: bool [B, Nv], a non-empty valid prefix.
             tokens: int64 [B, Ns] ids (0 = padding). token_mask: bool [B, Ns], >= 1 valid token.
         """
+        S, V = self._encode(video, video_mask, tokens, token_mask)
+        return self._align(*self.interaction(S, V, token_mask, video_mask), token_mask, video_mask)
+
+    def _encode(self, video: Tensor, video_mask: Tensor, tokens: Tensor, token_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Checked inputs -> the encoders' S' [B, Ns, d] and V' [B, Nv, d]."""
         check_inputs(video, video_mask, tokens, token_mask, self.vocab_size)
         tokens = torch.where(token_mask, tokens, torch.zeros_like(tokens))  # padding ids may be anything
-        S = self.text_encoder(tokens, token_mask)
-        V = self.video_encoder(video, video_mask)
-        return self._align(*self.interaction(S, V, token_mask, video_mask), token_mask, video_mask)
+        return self.text_encoder(tokens, token_mask), self.video_encoder(video, video_mask)
 
     def _align(self, S: Tensor, V: Tensor, token_mask: Tensor, video_mask: Tensor, **extra) -> FSANOutput:
         """Alignment map and head on the interacted features S'' [B, Ns, d], V'' [B, Nv, d]."""
@@ -126,10 +129,7 @@ class TwoStageFSAN(FSAN):
     """
 
     def forward(self, video: Tensor, video_mask: Tensor, tokens: Tensor, token_mask: Tensor) -> FSANOutput:
-        check_inputs(video, video_mask, tokens, token_mask, self.vocab_size)
-        tokens = torch.where(token_mask, tokens, torch.zeros_like(tokens))
-        S = self.text_encoder(tokens, token_mask)
-        V = self.video_encoder(video, video_mask)
+        S, V = self._encode(video, video_mask, tokens, token_mask)
         base_A, base_P, base_cosine = self.alignment(S, V, token_mask, video_mask)
         S2, V2 = self.interaction(S.detach(), V.detach(), token_mask, video_mask)
         return self._align(S2, V2, token_mask, video_mask, base_A=base_A, base_P=base_P, base_cosine=base_cosine)

@@ -39,15 +39,19 @@ class MatchingScore:
 
     def g(self, out: FSANOutput) -> Tensor:
         """The bounded map of the raw scores, float [B, Ns, Nv]."""
+        return self._bounded(out.A, out.cosine)
+
+    def _bounded(self, A: Tensor, cosine: Tensor | None) -> Tensor:
+        """``g`` of raw scores A [B, Ns, Nv] (the unscaled ``cosine`` for ``fn="cosine"``)."""
         if self.fn == "cosine":
-            if out.cosine is None:
-                raise ValueError("MatchingScore: fn='cosine' needs a cosine alignment (the output has no cosine)")
-            return out.cosine
+            if cosine is None:
+                raise ValueError(f"{type(self).__name__}: fn='cosine' needs a cosine alignment (the output has no cosine)")
+            return cosine
         if self.fn == "sigmoid":
-            return torch.sigmoid(out.A)
+            return torch.sigmoid(A)
         if self.fn == "tanh":
-            return torch.tanh(out.A)
-        return out.A
+            return torch.tanh(A)
+        return A
 
     def __call__(self, out: FSANOutput, token_mask: Tensor) -> Tensor:
         """token_mask bool [B, Ns] (may be empty for a sample: it scores 0) -> float [B]."""
@@ -86,9 +90,4 @@ class BaseMapMatchingScore(MatchingScore):
     def g(self, out: FSANOutput) -> Tensor:
         if out.base_A is None:
             raise ValueError("BaseMapMatchingScore needs a network with a base map (net kind two_stage)")
-        if self.fn == "cosine":
-            if out.base_cosine is None:
-                raise ValueError("BaseMapMatchingScore: fn='cosine' needs a cosine alignment")
-            return out.base_cosine
-        return super().g(FSANOutput(A=out.base_A, P=out.base_P, text_features=out.text_features,
-                                    video_features=out.video_features, video_mask=out.video_mask))
+        return self._bounded(out.base_A, out.base_cosine)
