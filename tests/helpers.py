@@ -84,6 +84,17 @@ def padded_pair(seed: int = 0):
     return batch(5, 6, 3, 4, 0.0), batch(9, 11, 9, 11, 3.0)
 
 
+def assert_import_avoids(modules: list[str], forbidden: tuple[str, ...]) -> None:
+    """Import ``modules`` in a fresh interpreter; fail if any module name starting with ``forbidden`` loads."""
+    import subprocess
+    import sys
+
+    code = (f"import sys, {', '.join(modules)};"
+            f"bad = [m for m in sys.modules if m.startswith({forbidden!r})];"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 # ----------------------------------------------------------------------------- ops cases
 TOL = {"rtol": 0, "atol": 1e-9}
 

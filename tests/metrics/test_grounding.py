@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from fsan_lightning.metrics import GroundingRecall, first_occurrence, grounding_ious, temporal_iou
+from helpers import assert_import_avoids
 
 PAD = [-1.0, -1.0]
 
@@ -175,12 +176,5 @@ def test_bad_input_raises(qidx, preds, gt, match):
 
 
 def test_metrics_and_score_do_not_import_lightning():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, fsan_lightning.metrics, fsan_lightning.score, fsan_lightning.metrics.random_baseline;"
-        "bad = [m for m in sys.modules if m.startswith(('pytorch_lightning', 'lightning.'))];"
-        "assert not bad, bad"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    assert_import_avoids(["fsan_lightning.metrics", "fsan_lightning.score", "fsan_lightning.metrics.random_baseline"],
+                         ("pytorch_lightning", "lightning."))
