@@ -49,6 +49,17 @@ def ref_matching_score(A: Tensor, token_mask: Tensor, clip_mask: Tensor) -> Tens
     return out
 
 
+def ref_joint_matching_score(A: Tensor, token_mask: Tensor, clip_mask: Tensor) -> Tensor:
+    """S = max_{j<L} (1/n) sum_i A[i, j]; 0 for a sentence without a valid token."""
+    out = torch.zeros(A.shape[0], dtype=A.dtype, device=A.device)
+    for b in range(A.shape[0]):
+        toks = _tokens(token_mask, b)
+        L = int(clip_mask[b].sum())
+        if toks.numel():
+            out[b] = max(sum(A[b, i, j] for i in toks.tolist()) / toks.numel() for j in range(L))
+    return out
+
+
 def ref_segment_scores(
     P: Tensor, token_mask: Tensor, clip_mask: Tensor, min_token_mask: Tensor | None = None
 ) -> Tensor:

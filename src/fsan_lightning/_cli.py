@@ -100,6 +100,7 @@ DATA_KEYS = (
     "annotations_dir",
     "anet_sim",
     "generate_workers",
+    "binding_tolerance",
 )
 
 

@@ -13,7 +13,8 @@ from fsan_lightning.data.records import Query
 from fsan_lightning.data.text import Vocab
 
 TRAIN_KEYS = {"video", "video_mask", "tokens", "token_mask", "content_mask", "duration", "qidx", "vid", "qid",
-              "query", "neg_tokens", "neg_token_mask", "neg_content_mask"}
+              "query", "neg_tokens", "neg_token_mask", "neg_content_mask",
+              "bind_tokens", "bind_token_mask", "bind_content_mask", "bind_ok"}
 EVAL_KEYS = {"video", "video_mask", "tokens", "token_mask", "content_mask", "duration", "qidx", "vid", "qid",
              "query", "gt", "gt_all"}
 
@@ -67,6 +68,27 @@ def test_train_batch_contract(store, vocab):
     assert batch["tokens"][6].tolist()[:2] == [1, 0] and batch["token_mask"][6].sum() == 1
     assert ((batch["tokens"] != 0) == batch["token_mask"]).all()
     assert (batch["content_mask"] <= batch["token_mask"]).all()
+    # binding negatives: this split's siblings offer no well-formed swap, so every item carries its own
+    # sentence in their place, marked as absent
+    assert batch["bind_ok"].dtype == torch.bool and not batch["bind_ok"].any()
+    assert torch.equal(batch["bind_tokens"], batch["tokens"])
+
+
+def test_binding_negative_items(store, vocab):
+    sentences = ["the man slices a red tomato", "the man washes a blue tomato", "a dog runs", "a cat runs"]
+    queries = [Query(f"v{i // 2}#{i % 2}", f"v{i // 2}", s, 30.0, ((1.0, 5.0),)) for i, s in enumerate(sentences)]
+    ds = GroundingDataset(queries, store, Vocab.build(sentences), num_clips=4, max_tokens=10, train=True,
+                          seed=1, binding_tolerance=0)
+    # "the man slices a red tomato" beside "the man washes a blue tomato": slices -> washes or red -> blue,
+    # drawn per epoch
+    seen = set()
+    for epoch in range(12):
+        it = ds[(0, epoch)]
+        assert it["bind_ok"] and torch.equal(it["bind_tokens"], ds[(0, epoch)]["bind_tokens"])
+        seen.add(tuple(it["bind_tokens"].tolist()))
+    encode = Vocab.build(sentences).encode
+    assert seen == {tuple(encode(s.split())) for s in ("the man washes a red tomato", "the man slices a blue tomato")}
+    assert not ds[(2, 0)]["bind_ok"]  # "a dog runs" -> "a cat runs" is its sibling: no binding negative
 
 
 def test_eval_batch_contract(store, vocab):

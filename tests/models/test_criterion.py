@@ -363,3 +363,68 @@ def test_base_map_matching_never_trains_the_interaction():
         build_criterion({"triplet": 1.0}, matching={"kind": "base"}, net=make_net())
     with pytest.raises(ValueError, match="two_stage"):
         build_criterion({"triplet": 1.0, "inner": 1.0}, sap={"weights_from": "base"}, net=make_net())
+
+
+def _binding_batch():
+    """make_batch plus binding negatives: sample 0 swaps token 4 -> 11, sample 2 swaps 8 -> 3,
+    sample 1 has none (its own sentence, bind_ok False), sample 3 swaps 3 -> 6."""
+    batch = make_batch()
+    bind = batch["tokens"].clone()
+    bind[0, 2], bind[2, 2], bind[3, 0] = 11, 3, 6
+    batch.update(bind_tokens=bind, bind_token_mask=bind > 0, bind_content_mask=bind > 0,
+                 bind_ok=torch.tensor([True, False, True, True]))
+    return batch
+
+
+def _binding_criterion(kind="sentence", **kw):
+    return build_criterion({"triplet": 1.0, "triplet_binding": 1.0}, sap_loss=False,
+                           binding={"kind": kind, **kw})
+
+
+def test_binding_term_is_the_joint_triplet_on_the_binding_negative():
+    net, batch = FakeNet(), _binding_batch()
+    crit = _binding_criterion(matching={"kind": "joint", "fn": "cosine", "temperature": None})
+    assert crit.needs_binding and not make_criterion().needs_binding
+    tp = run_training_pass(net, batch, negative_video=False, binding=True)
+    assert net.calls == [3 * 4]  # one forward over (V, S), (V, S-), (V, S~)
+    got = crit(tp)["terms"]["triplet_binding"]
+    with torch.no_grad():
+        cos = lambda toks: torch.tanh(torch.einsum("bie,bje->bij", net.emb[toks], batch["video"]))  # noqa: E731
+        expected = []
+        def joint(toks, mask, b):  # max over valid clips of the mean over valid tokens
+            return cos(toks)[b, mask[b]][:, : int(batch["video_mask"][b].sum())].mean(0).max()
+
+        for b in (0, 2, 3):  # sample 1 has no binding negative
+            s = joint(batch["tokens"], batch["token_mask"], b)
+            s_bind = joint(batch["bind_tokens"], batch["bind_token_mask"], b)
+            expected.append(max(0.0, 0.2 - float(s) + float(s_bind)))
+    assert got.item() == pytest.approx(sum(expected) / 3, rel=1e-9)
+
+
+def test_swapped_word_term_compares_the_two_words_at_the_sentence_moment():
+    net, batch = FakeNet(), _binding_batch()
+    crit = _binding_criterion("word", temperature=0.5)
+    out = crit(run_training_pass(net, batch, negative_video=False, binding=True))
+    with torch.no_grad():
+        A = torch.tanh(torch.einsum("bie,bje->bij", net.emb[batch["tokens"]], batch["video"]))
+        expected = []
+        for b, pos, new in ((0, 2, 11), (2, 2, 3), (3, 0, 6)):
+            L, n = int(batch["video_mask"][b].sum()), int(batch["token_mask"][b].sum())
+            a = torch.softmax(A[b, :n, :L].mean(0) / 0.5, dim=0)
+            w_new = torch.tanh(batch["video"][b, :L] @ net.emb[new])
+            expected.append(max(0.0, 0.2 - float((a * (A[b, pos, :L] - w_new)).sum())))
+    assert out["terms"]["triplet_binding"].item() == pytest.approx(sum(expected) / 3, rel=1e-9)
+    out["loss"].backward()
+    assert net.emb.grad[11].abs().sum() > 0  # the swapped-in word is trained
+
+
+def test_binding_needs_its_batch_keys_and_a_known_kind():
+    with pytest.raises(ValueError, match="bind_tokens"):
+        run_training_pass(FakeNet(), make_batch(), negative_video=False, binding=True)
+    with pytest.raises(ValueError, match="binding: kind"):
+        _binding_criterion("nope")
+    with pytest.raises(ValueError, match="temperature"):
+        _binding_criterion("word", temperature=0.0)
+    # without the binding pass the term reports nothing (its weight is 0 by default)
+    got = make_criterion()(run_training_pass(FakeNet(), make_batch(), negative_video=False))
+    assert "triplet_binding" not in got["terms"]

@@ -9,6 +9,7 @@ from fsan_lightning import ops
 from helpers import TOL, random_case
 from reference_ops import (
     ref_inner_loss_map,
+    ref_joint_matching_score,
     ref_matching_score,
     ref_minmax,
     ref_outer_loss_map,
@@ -66,6 +67,31 @@ def test_minmax_and_matching_score_match_literal_loops(seed):
     torch.testing.assert_close(ops.matching_score(Anan, tm, cm), ref_matching_score(A, tm, cm), **TOL)
     # Decision 1: the printed matching score on P is the constant 1
     torch.testing.assert_close(ops.matching_score(P, tm, cm), torch.ones(A.shape[0], dtype=A.dtype), **TOL)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_joint_matching_score_matches_literal_loops(seed):
+    A, tm, cm, _ = random_case(seed)
+    A = torch.nan_to_num(A, nan=123.0) * 5 - 2
+    Anan = torch.where(tm[:, :, None] & cm[:, None, :], A, torch.nan)
+    torch.testing.assert_close(ops.joint_matching_score(Anan, tm, cm), ref_joint_matching_score(A, tm, cm), **TOL)
+    # the smooth maximum lies between the mean over clips and the hard maximum, near the latter for small t
+    hard = ops.joint_matching_score(Anan, tm, cm)
+    soft = ops.joint_matching_score(Anan, tm, cm, temperature=1e-3)
+    assert (soft <= hard + 1e-9).all() and (hard - soft < 0.05).all()
+
+
+def test_joint_score_needs_the_words_at_one_clip():
+    # two words, two clips: each word's own max is 1 in both sentences, but only "together" has both at
+    # clip 0; Eq. 7 scores them alike, the joint score does not
+    together = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]], dtype=torch.float64)
+    apart = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]], dtype=torch.float64)
+    tm, cm = torch.ones(1, 2, dtype=torch.bool), torch.ones(1, 2, dtype=torch.bool)
+    assert ops.matching_score(together, tm, cm) == ops.matching_score(apart, tm, cm) == 1.0
+    assert ops.joint_matching_score(together, tm, cm) == 1.0
+    assert ops.joint_matching_score(apart, tm, cm) == 0.5
+    with pytest.raises(ValueError, match="temperature"):
+        ops.joint_matching_score(apart, tm, cm, temperature=0.0)
 
 
 def test_matching_score_empty_sentence_scores_zero():

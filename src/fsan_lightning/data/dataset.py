@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from .features import FeatureStore, chunk_clips, pool_clips
+from .negatives import BindingNegatives
 from .readers import DIDEMO_CHUNK_S
 from .records import Query
 from .text import UNK, Vocab, is_content, tokenize
@@ -31,12 +32,15 @@ class GroundingDataset(Dataset):
     chunked: DiDeMo mode, the video's first ``duration / 5`` rows (5-second chunks) are the clips.
     negatives: add a negative sentence (a query of another video) to every item; None = ``train``.
         Validation uses it for the held-out matching loss: its epoch stays 0, so its negatives are fixed.
-        A split of a single video has none (there is no other video).
+        A split of a single video has none (there is no other video). Items with negatives also carry
+        a binding negative (`BindingNegatives`: one content word swapped for one of another sentence
+        of the same video), with ``bind_ok`` False when the query has none; ``binding_tolerance`` is
+        its tolerance.
     """
 
     def __init__(self, queries: list[Query], store: FeatureStore, vocab: Vocab, *, num_clips: int,
                  max_tokens: int, train: bool, seed: int = 0, dim: int | None = None,
-                 chunked: bool = False, negatives: bool | None = None):
+                 chunked: bool = False, negatives: bool | None = None, binding_tolerance: int = 0):
         self.queries = list(queries)
         self.store = store
         self.num_clips = num_clips
@@ -60,6 +64,8 @@ class GroundingDataset(Dataset):
                     raise ValueError("training needs queries from at least 2 videos (negatives come from "
                                      "another video)")
                 self.negatives = False
+        self.binding = (BindingNegatives(self._tokens, self._content, self._vid_code, UNK, binding_tolerance)
+                        if self.negatives else None)
         assert all(len(t) for t in self._tokens) and UNK == 1
 
     def __len__(self) -> int:
@@ -99,6 +105,10 @@ class GroundingDataset(Dataset):
             j = self.negative_index(index, epoch)
             out["neg_tokens"] = torch.from_numpy(self._tokens[j])
             out["neg_content"] = torch.from_numpy(self._content[j])
+            bind = self.binding.draw(index, np.random.default_rng([self.seed, int(epoch), int(index), 1]))
+            out["bind_ok"] = bind is not None
+            out["bind_tokens"] = torch.from_numpy(self._tokens[index] if bind is None else bind)
+            out["bind_content"] = torch.from_numpy(self._content[index])
         if not self.train:
             out["gt_all"] = torch.tensor(q.moments, dtype=torch.float32).reshape(-1, 2)
         return out
@@ -140,7 +150,9 @@ def collate(items: list[dict]) -> dict:
 
     Always: video float32 [B, Nv, Dv], video_mask bool [B, Nv], tokens int64 [B, Ns], token_mask and
     content_mask bool [B, Ns], duration float32 [B], qidx int64 [B], vid/qid/query list[str].
-    Train (and validation) items: neg_tokens int64 [B, Ns'], neg_token_mask, neg_content_mask bool [B, Ns'].
+    Train (and validation) items: neg_tokens int64 [B, Ns'], neg_token_mask, neg_content_mask bool [B, Ns'];
+    bind_tokens int64 [B, Nb], bind_token_mask, bind_content_mask bool [B, Nb] (the binding negative,
+    the sentence itself where there is none), bind_ok bool [B].
     Val/test items: gt float32 [B, 2] (first moment), gt_all float32 [B, M, 2] padded with -1.
     """
     if not items:
@@ -156,6 +168,10 @@ def collate(items: list[dict]) -> dict:
     if "neg_tokens" in items[0]:
         batch["neg_tokens"], batch["neg_token_mask"], batch["neg_content_mask"] = _pad_tokens(
             [it["neg_tokens"] for it in items], [it["neg_content"] for it in items])
+    if "bind_tokens" in items[0]:
+        batch["bind_tokens"], batch["bind_token_mask"], batch["bind_content_mask"] = _pad_tokens(
+            [it["bind_tokens"] for it in items], [it["bind_content"] for it in items])
+        batch["bind_ok"] = torch.tensor([it["bind_ok"] for it in items], dtype=torch.bool)
     if "gt_all" in items[0]:
         m = max(len(it["gt_all"]) for it in items)
         gt_all = torch.full((len(items), m, 2), -1.0, dtype=torch.float32)

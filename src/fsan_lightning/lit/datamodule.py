@@ -73,6 +73,8 @@ class GroundingDataModule(pl.LightningDataModule):
         N training videos and the proportional share of val_1/val_2 (None = full size), the folder of
         the real annotation files (None = $FSAN_SHARED_DATA/activitynet_captions), generator
         parameters (`AnetSimConfig` fields), rendering processes.
+    binding_tolerance: the binding negatives' tolerance (`fsan_lightning.data.negatives.BindingNegatives`):
+        a swap is rejected when it lies within this many content words of another sentence of the video.
     """
 
     def __init__(self, dataset: str = "synthetic", data_dir: str | None = None, train_file: str | None = None,
@@ -86,7 +88,8 @@ class GroundingDataModule(pl.LightningDataModule):
                  bad_features: str = "error",
                  duration_tolerance: float = DURATION_TOLERANCE, feature_rate: float | None = None,
                  check_cache_dir: str | None = None, subset: int | None = None,
-                 annotations_dir: str | None = None, anet_sim: dict | None = None, generate_workers: int = 1):
+                 annotations_dir: str | None = None, anet_sim: dict | None = None, generate_workers: int = 1,
+                 binding_tolerance: int = 0):
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"data.dataset={dataset!r}; expected one of {DATASETS}")
@@ -126,6 +129,9 @@ class GroundingDataModule(pl.LightningDataModule):
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
         self.glove, self.min_word_count = glove, int(min_word_count)
         self.missing_features, self.seed = missing_features, int(seed)
+        if binding_tolerance < 0:
+            raise ValueError(f"data.binding_tolerance must be >= 0, got {binding_tolerance}")
+        self.binding_tolerance = int(binding_tolerance)
         self.synthetic = dict(synthetic or {})
         self.limit_queries, self.val_fraction = limit_queries, float(val_fraction)
         self.test_fraction = float(test_fraction)
@@ -198,7 +204,7 @@ class GroundingDataModule(pl.LightningDataModule):
             self._datasets[split] = GroundingDataset(
                 self._queries[split], self._store, self.vocab, num_clips=self.num_clips,
                 max_tokens=self.max_tokens, train=split == "train", seed=self.seed, dim=self.video_dim,
-                chunked=chunked, negatives=split in ("train", "val"))
+                chunked=chunked, negatives=split in ("train", "val"), binding_tolerance=self.binding_tolerance)
         for split in SPLITS:
             log.info("%s", self.report[split].split_line(split))
         log.debug("data: %d words (%d in GloVe), embeddings %s, video features %d-d, %d clips",

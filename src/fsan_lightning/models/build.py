@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from .alignment import AlignmentMap, DotProductAlignment, FeatureSpaceAlignment
-from .criterion import FSANCriterion, MILTripletTerms, SAPTerms, TripletTerms
+from .criterion import BindingTerms, FSANCriterion, MILTripletTerms, SAPTerms, SwappedWordTerms, TripletTerms
 from .encoders import CentredVideoEncoder, FeatureSpaceVideoEncoder, TextEncoder, VideoEncoder, WordResidualTextEncoder
 from .fsan import FSAN, TwoStageFSAN
 from .grounders import MaxSumGrounder, SCGrounder
 from .heads import MLPClipHead, MLPSegmentHead
 from .icim import ICIM, GatedICIM
-from .matching import BaseMapMatchingScore, CentredMatchingScore, MatchingScore, PrintedMatchingScore
+from .matching import BaseMapMatchingScore, CentredMatchingScore, JointMatchingScore, MatchingScore, PrintedMatchingScore
 
 TEXT_ENCODERS = {"transformer": TextEncoder, "word_residual": WordResidualTextEncoder}
 VIDEO_ENCODERS = {"linear": VideoEncoder, "feature_space": FeatureSpaceVideoEncoder, "centred": CentredVideoEncoder}
@@ -27,7 +27,9 @@ ALIGNMENTS = {"cosine": AlignmentMap, "dot": DotProductAlignment, "feature_space
 GROUNDERS = {"sc": SCGrounder, "maxsum": MaxSumGrounder}
 HEADS = {"segment": MLPSegmentHead, "clip": MLPClipHead}
 MATCHING_SCORES = {"raw": MatchingScore, "centred": CentredMatchingScore, "printed": PrintedMatchingScore,
-                   "base": BaseMapMatchingScore}
+                   "base": BaseMapMatchingScore, "joint": JointMatchingScore}
+BINDING_TERMS = {"sentence": BindingTerms, "word": SwappedWordTerms}
+BINDING_DEFAULT = {"kind": "sentence", "matching": {"kind": "joint", "temperature": 0.1}}  # fn: the matching's
 NETWORKS = {"fsan": FSAN, "two_stage": TwoStageFSAN}
 REGISTRIES = {"text_encoder": TEXT_ENCODERS, "video_encoder": VIDEO_ENCODERS, "interaction": INTERACTIONS,
               "alignment": ALIGNMENTS, "grounder": GROUNDERS, "head": HEADS, "matching": MATCHING_SCORES,
@@ -119,7 +121,7 @@ def effective_weights(weights: Mapping[str, float], sap_loss: bool = True, groun
 def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matching: Mapping | None = None,
                     mask_shared: str = "both", unknown_id: int | None = 1, sap: Mapping | None = None,
                     mil_temperature: float | None = None, sap_loss: bool = True, grounding_head: str = "sap",
-                    net: FSAN | None = None) -> FSANCriterion:
+                    binding: Mapping | None = None, net: FSAN | None = None) -> FSANCriterion:
     """The loss from its config; with ``net``, checks that the two fit together (at build time).
 
     Args:
@@ -129,6 +131,10 @@ def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matchi
             ``"grounding"`` (the network's grounder on P) or ``"base"`` (the network's grounder on the map
             before the interaction; a ``two_stage`` network); the last two need ``net``.
         mil_temperature: the MLP head's MIL pooling. sap_loss, grounding_head: Table 4 switches.
+        binding: the ``triplet_binding`` term: ``{"kind": "sentence" (:class:`BindingTerms`) | "word"
+            (:class:`SwappedWordTerms`), "matching": {...}, **arguments}``, default :data:`BINDING_DEFAULT`
+            (its ``fn`` defaults to ``matching``'s);
+            it trains only with a positive ``weights["triplet_binding"]``.
     """
     cls, kw = _pick("matching", matching or {"kind": "raw"})
     score = cls(**kw)
@@ -144,10 +150,25 @@ def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matchi
     terms = [TripletTerms(score, margin, mask_shared, unknown_id), SAPTerms(**sap)]
     if grounding_head == "mlp":
         terms.insert(1, MILTripletTerms(margin, mil_temperature))
+    terms.append(_binding_terms(binding, margin, score.fn))
     criterion = FSANCriterion(terms, effective_weights(weights, sap_loss, grounding_head))
     if net is not None:
         check_compatible(net, criterion)
     return criterion
+
+
+def _binding_terms(binding: Mapping | None, margin: float, fn: str) -> BindingTerms:
+    """The binding term from ``loss.binding`` (its score's ``g`` defaults to the matching score's ``fn``)."""
+    spec = {**BINDING_DEFAULT, **dict(binding or {})}
+    kind = spec.pop("kind")
+    if kind not in BINDING_TERMS:
+        raise ValueError(f"loss.binding: kind must be one of {sorted(BINDING_TERMS)}, got {kind!r}")
+    mcls, mkw = _pick("matching", {"fn": fn, **dict(spec.pop("matching"))})
+    spec.setdefault("margin", margin)
+    try:
+        return BINDING_TERMS[kind](mcls(**mkw), **spec)
+    except TypeError as err:
+        raise TypeError(f"model.loss.binding ({BINDING_TERMS[kind].__name__}): {err}") from None
 
 
 def check_compatible(net: FSAN, criterion: FSANCriterion) -> None:

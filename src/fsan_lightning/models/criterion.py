@@ -66,6 +66,70 @@ class TripletTerms:
         return terms, stats
 
 
+class BindingTerms:
+    """``triplet_binding``: the sentence S against its binding negative S~ on the same video V.
+
+    S~ is S with one content word swapped for a word of another sentence of V
+    (`fsan_lightning.data.negatives`), so every word of S~ occurs in V and only a score that needs the
+    words at the same clips can tell them apart: Eq. 7 takes each word's maximum on its own and scores
+    both alike (the term stays at the margin, experiments/localization/README.md). The default score is
+    :class:`~.matching.JointMatchingScore`. No word is masked (S and S~ share all words but one, and
+    those words are the test). Samples without a binding negative are dropped from the mean.
+
+    Args:
+        matching: the score of (V, S) and (V, S~). margin: delta.
+    """
+
+    names = ("triplet_binding",)
+
+    def __init__(self, matching: MatchingScore, margin: float = 0.2) -> None:
+        self.matching, self.margin = matching, margin
+
+    def __call__(self, tp: TrainingPass) -> Terms:
+        if tp.bind is None:
+            return {}, {}
+        s_pos, s_bind = self.matching(tp.pos, tp.token_mask), self.matching(tp.bind, tp.bind_token_mask)
+        loss = _masked_mean(ops.triplet_loss(s_pos, s_bind, self.margin), tp.bind_ok)
+        stats = {"binding_gap": _masked_mean(s_pos - s_bind, tp.bind_ok).detach()}
+        return {"triplet_binding": loss}, stats
+
+
+class SwappedWordTerms(BindingTerms):
+    """Variant of :class:`BindingTerms`: the swapped word alone, at the sentence's moment.
+
+    ``a_j`` = the detached softmax over V's valid clips of the sentence's per-clip token mean of
+    ``g(A)`` / ``temperature`` (the moment the whole sentence matches); the term is the hinge
+    ``max(0, margin - sum_j a_j (g(A)[w, j] - g(A~)[w', j]))`` for the swapped position(s): at the
+    moment of S, its own word must beat the word taken from another moment of the video. The sentence
+    form divides that contrast by the number of tokens (one word of ten moves a mean by a tenth), so its
+    hinge never leaves the linear part (experiments/localization/README.md).
+
+    Args:
+        matching: gives ``g`` (its ``temperature`` is not used). margin: delta. temperature: of ``a``.
+    """
+
+    def __init__(self, matching: MatchingScore, margin: float = 0.2, temperature: float = 0.1) -> None:
+        super().__init__(matching, margin)
+        if temperature <= 0:
+            raise ValueError(f"SwappedWordTerms: temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+
+    def __call__(self, tp: TrainingPass) -> Terms:
+        if tp.bind is None:
+            return {}, {}
+        g, g_bind = self.matching.g(tp.pos), self.matching.g(tp.bind)
+        tm, vm = tp.token_mask, tp.pos.video_mask
+        swapped = tm & tp.bind_token_mask & (tp.tokens != tp.bind_tokens)
+        ok = tp.bind_ok & swapped.any(dim=1)
+        with torch.no_grad():
+            per_clip = torch.where(tm[:, :, None], g, torch.zeros_like(g)).sum(1) / tm.sum(1, keepdim=True).clamp(min=1)
+            a = torch.softmax(torch.where(vm, per_clip / self.temperature, -torch.inf), dim=1)  # [B, Nv]
+        gap = ((g - g_bind) * a[:, None, :]).sum(dim=2)  # [B, Ns]
+        gap = (gap * swapped).sum(dim=1) / swapped.sum(dim=1).clamp(min=1)
+        loss = _masked_mean(torch.relu(self.margin - gap), ok)
+        return {"triplet_binding": loss}, {"binding_gap": _masked_mean(gap, ok).detach()}
+
+
 class SAPTerms:
     """``inner`` (Eqs. 9-10) and ``outer`` (Eqs. 11-12, Decision 2) on the positive pair's P.
 
@@ -175,6 +239,11 @@ class FSANCriterion(nn.Module):
     def needs_negative_video(self) -> bool:
         """Whether a term with nonzero weight reads the negative-video pass."""
         return any(self.weights.get(name, 0.0) > 0 for name in ("triplet_video", "mil_video"))
+
+    @property
+    def needs_binding(self) -> bool:
+        """Whether a term with nonzero weight reads the binding-negative pass."""
+        return self.weights.get("triplet_binding", 0.0) > 0
 
     def forward(self, tp: TrainingPass, sap_weight: float = 1.0) -> dict:
         """Returns ``{"loss": scalar, "terms": {name: scalar}, "stats": {name: detached scalar}}``."""

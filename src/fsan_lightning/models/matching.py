@@ -91,3 +91,16 @@ class BaseMapMatchingScore(MatchingScore):
         if out.base_A is None:
             raise ValueError("BaseMapMatchingScore needs a network with a base map (net kind two_stage)")
         return self._bounded(out.base_A, out.base_cosine)
+
+
+class JointMatchingScore(MatchingScore):
+    """Variant: the words must match at the same clips: ``S(V, S) = max_j mean_i g(A[i, j])``
+    (:func:`ops.joint_matching_score`; the smooth maximum with ``temperature``).
+
+    Eq. 7 takes each word's maximum on its own, so a sentence whose words all occur in the video, at
+    different moments, scores as high as one that the video shows at one moment. This score is the
+    binding negatives' (:class:`~.criterion.BindingTerms`).
+    """
+
+    def __call__(self, out: FSANOutput, token_mask: Tensor) -> Tensor:
+        return ops.joint_matching_score(self.g(out), token_mask, out.video_mask, temperature=self.temperature)

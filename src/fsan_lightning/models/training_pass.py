@@ -1,4 +1,5 @@
-"""One training step's forward passes: the sentence, a negative sentence, (a negative video) in one batch."""
+"""One training step's forward passes: the sentence, a negative sentence, (a negative video), (a binding
+negative) in one batch."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ class TrainingPass:
         tokens, token_mask: int64 / bool [B, Ns] of S. neg_tokens, neg_token_mask: of S-.
         content_mask: bool [B, Ns] content words of S, or None.
         neg_video_ok: bool [B] samples whose V- is really another video (None without V-).
+        bind: output on (V, S~), S~ the binding negative of S (a word swapped for one of another
+            sentence of V, `fsan_lightning.data.negatives`), or None. bind_tokens, bind_token_mask: of S~.
+        bind_ok: bool [B] samples that have a binding negative (None without it).
     """
 
     pos: FSANOutput
@@ -34,9 +38,14 @@ class TrainingPass:
     neg_token_mask: Tensor
     content_mask: Tensor | None
     neg_video_ok: Tensor | None
+    bind: FSANOutput | None = None
+    bind_tokens: Tensor | None = None
+    bind_token_mask: Tensor | None = None
+    bind_ok: Tensor | None = None
 
 
-def run_training_pass(net: FSAN, batch: Mapping[str, Any], negative_video: bool) -> TrainingPass:
+def run_training_pass(net: FSAN, batch: Mapping[str, Any], negative_video: bool,
+                      binding: bool = False) -> TrainingPass:
     """Run ``net`` once on the concatenated pairs of a training batch.
 
     Args:
@@ -44,10 +53,16 @@ def run_training_pass(net: FSAN, batch: Mapping[str, Any], negative_video: bool)
             [B, Ns], ``neg_tokens``/``neg_token_mask`` [B, Ns'], ``vid`` (B str, for ``negative_video``).
         negative_video: also run the sentence on another sample's video (roll by one, skipping
             same-``vid`` pairs).
+        binding: also run the binding negative on V (batch keys ``bind_tokens``, ``bind_token_mask``,
+            ``bind_ok``, from the dataset's items with negatives).
     """
     video, vm = batch["video"], batch["video_mask"]
     B = video.shape[0]
-    Ns = max(batch["tokens"].shape[1], batch["neg_tokens"].shape[1])
+    if binding and "bind_tokens" not in batch:
+        raise ValueError("run_training_pass: binding=True needs the batch keys 'bind_tokens', 'bind_token_mask', "
+                         "'bind_ok' (training and validation items carry them)")
+    Ns = max(batch["tokens"].shape[1], batch["neg_tokens"].shape[1],
+             batch["bind_tokens"].shape[1] if binding else 0)
     tok, tm = _pad(batch["tokens"], Ns), _pad(batch["token_mask"], Ns)
     ntok, ntm = _pad(batch["neg_tokens"], Ns), _pad(batch["neg_token_mask"], Ns)
     content = batch.get("content_mask")
@@ -63,12 +78,22 @@ def run_training_pass(net: FSAN, batch: Mapping[str, Any], negative_video: bool)
         vmasks.append(vm[nv_idx])
         toks.append(tok)
         tmasks.append(tm)
+    if binding:
+        btok, btm = _pad(batch["bind_tokens"], Ns), _pad(batch["bind_token_mask"], Ns)
+        videos.append(video)
+        vmasks.append(vm)
+        toks.append(btok)
+        tmasks.append(btm)
     out = net(torch.cat(videos), torch.cat(vmasks), torch.cat(toks), torch.cat(tmasks))
+    b0 = (3 if negative_video else 2) * B
     return TrainingPass(
         pos=out.select(slice(0, B)), neg=out.select(slice(B, 2 * B)),
         neg_video=out.select(slice(2 * B, 3 * B)) if negative_video else None,
         tokens=tok, token_mask=tm, neg_tokens=ntok, neg_token_mask=ntm, content_mask=content,
         neg_video_ok=nv_ok,
+        bind=out.select(slice(b0, b0 + B)) if binding else None,
+        bind_tokens=btok if binding else None, bind_token_mask=btm if binding else None,
+        bind_ok=batch["bind_ok"].to(video.device) if binding else None,
     )
 
 

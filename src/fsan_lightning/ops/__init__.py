@@ -8,6 +8,7 @@ from .diagnostics import clip_range_mask, localization_stats, seconds_to_clip_ma
 from .grounding import (
     assemble_by_length,
     inner_loss_map,
+    joint_matching_score,
     matching_score,
     maxsum_segment_scores,
     minmax_normalize,
@@ -30,6 +31,7 @@ __all__ = [
     "best_segment",
     "clip_range_mask",
     "inner_loss_map",
+    "joint_matching_score",
     "localization_stats",
     "matching_score",
     "maxsum_segment_scores",

@@ -80,17 +80,40 @@ def matching_score(A: Tensor, token_mask: Tensor, clip_mask: Tensor, *, temperat
     B, Ns, Nv = A.shape
     check_mask("matching_score", "token_mask", token_mask, (B, Ns))
     check_clip_mask("matching_score", clip_mask, (B, Nv))
+    best = _clip_max("matching_score", A, clip_mask[:, None, :], temperature)
+    return _token_mean(best[..., None], token_mask)[:, 0]
+
+
+def joint_matching_score(A: Tensor, token_mask: Tensor, clip_mask: Tensor, *,
+                         temperature: float | None = None) -> Tensor:
+    """The max over valid clips of the mean over valid tokens: ``max_j mean_i A[i, j]``.
+
+    Unlike Eq. 7 (:func:`matching_score`, each token's own max), the tokens must score high at the
+    same clip: a sentence whose words all occur in the video, but at different moments, scores lower.
+
+    Args:
+        A: float [B, Ns, Nv] (``g(A)``). token_mask: bool [B, Ns]; a sample with no valid token scores
+            0 at every clip. clip_mask: bool [B, Nv], non-empty valid prefix.
+        temperature: None for the hard max; t > 0 for the smooth maximum ``t * log(mean_j exp(m_j / t))``.
+
+    Returns:
+        float [B].
+    """
+    B, Ns, Nv = A.shape
+    check_mask("joint_matching_score", "token_mask", token_mask, (B, Ns))
+    check_clip_mask("joint_matching_score", clip_mask, (B, Nv))
+    return _clip_max("joint_matching_score", _token_mean(A, token_mask), clip_mask, temperature)
+
+
+def _clip_max(name: str, x: Tensor, clip_mask: Tensor, temperature: float | None) -> Tensor:
+    """(Smooth) max over the last dim of x [..., Nv] on the valid clips (clip_mask broadcastable)."""
     if temperature is None:
-        best = torch.where(clip_mask[:, None, :], A, -torch.inf).amax(dim=2)
-    else:
-        if temperature <= 0:
-            raise ValueError(f"matching_score: temperature must be > 0 or None, got {temperature}")
-        scaled = torch.where(clip_mask[:, None, :], A / temperature, -torch.inf)
-        count = clip_mask.sum(dim=1).to(A.dtype)[:, None]
-        best = temperature * (torch.logsumexp(scaled, dim=2) - torch.log(count))
-    best = torch.where(token_mask, best, torch.zeros_like(best))
-    n = token_mask.sum(dim=1)
-    return best.sum(dim=1) / n.clamp(min=1).to(A.dtype)
+        return torch.where(clip_mask, x, -torch.inf).amax(dim=-1)
+    if temperature <= 0:
+        raise ValueError(f"{name}: temperature must be > 0 or None, got {temperature}")
+    scaled = torch.where(clip_mask, x / temperature, -torch.inf)
+    count = clip_mask.sum(dim=-1).to(x.dtype)
+    return temperature * (torch.logsumexp(scaled, dim=-1) - torch.log(count))
 
 
 def _clip_minima(P: Tensor, token_mask: Tensor, min_token_mask: Tensor | None) -> Tensor:
