@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from fsan_lightning import ops
 from fsan_lightning.models import (
     ICIM, REGISTRIES, CentredVideoEncoder, FeatureSpaceAlignment, FeatureSpaceVideoEncoder, GatedICIM, MaxSumGrounder,
-    SCGrounder, TextEncoder, WordResidualTextEncoder,
+    SCGrounder, TextEncoder, TextSideICIM, WordResidualTextEncoder,
 )
 from helpers import FEATURE_SPACE_NET, VDIM, VOCAB, WORD, make_net, n_params, padded_pair
 
@@ -126,6 +126,27 @@ def test_gated_icim_starts_as_the_identity_and_learns_its_gates():
     assert len(gates) == 2 * 4 * 2  # layers x blocks x (attention, ffn)
     assert any(float(g.grad.abs()) > 0 for g in gates)
     assert sum("norm" in n for n, _ in ICIM(16, layers=1, num_heads=2, ffn_dim=24).named_parameters()) == 4 * 2 * 2
+
+
+def test_text_side_icim_enhances_only_the_words():
+    torch.manual_seed(0)
+    icim = TextSideICIM(16, layers=2, num_heads=2, ffn_dim=24, dropout=0.0, max_tokens=8, max_clips=8)
+    with torch.no_grad():
+        for name, p in icim.named_parameters():
+            if "gate" in name:
+                p.fill_(0.5)
+    S, V = torch.randn(2, 5, 16), torch.randn(2, 6, 16)
+    tm = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    vm = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    S2, V2 = icim(S, V, tm, vm)
+    torch.testing.assert_close(V2, torch.where(vm[..., None], V + icim.video_pos[:6], torch.zeros_like(V)))
+    assert (S2[tm] - (S + icim.text_pos[:5])[tm]).abs().amax() > 1e-3  # the words changed
+    # the words read the clips: another video changes them
+    S3, _ = icim(S, V.flip(1), tm, vm.flip(1).sort(dim=1, descending=True).values)
+    assert (S3 - S2).abs().amax() > 1e-4
+    assert sum("gate" in n for n, _ in icim.named_parameters()) == 2 * 2 * 2  # layers x (S<-V, S<-S) x 2
+    no_cross = TextSideICIM(16, layers=1, num_heads=2, ffn_dim=24, cross_attn=False)
+    assert no_cross.layers[0].cross_text is None and no_cross.layers[0].self_text is not None
 
 
 def _inputs(seed: int = 0):

@@ -85,6 +85,28 @@ class ICIMLayer(nn.Module):
         return S, V
 
 
+class TextSideICIMLayer(nn.Module):
+    """Variant layer: only the words are enhanced, ``S <- V`` then ``S <- S``; the clips pass unchanged.
+
+    Args: as :class:`ICIMLayer` (``cross_attn``: the S<-V block; ``inner_attn``: the S<-S block).
+    """
+
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float, cross_attn: bool = True,
+                 inner_attn: bool = True, block: type[AttentionBlock] = AttentionBlock) -> None:
+        super().__init__()
+        args = (d_model, num_heads, ffn_dim, dropout)
+        self.cross_text = block(*args) if cross_attn else None
+        self.self_text = block(*args) if inner_attn else None
+
+    def forward(self, S: Tensor, V: Tensor, token_mask: Tensor, clip_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """S [B, Ns, d], V [B, Nv, d] -> (S'', V) of the same shapes."""
+        if self.cross_text is not None:
+            S = self.cross_text(S, V, clip_mask)
+        if self.self_text is not None:
+            S = self.self_text(S, S, token_mask)
+        return S, V
+
+
 class ICIM(nn.Module):
     """Learnable positional encodings added to each modality, then ``layers`` ICIM layers (Eqs. 1-4).
 
@@ -95,6 +117,7 @@ class ICIM(nn.Module):
     """
 
     block: type[AttentionBlock] = AttentionBlock
+    layer: type[nn.Module] = ICIMLayer
 
     def __init__(self, d_model: int, layers: int = 6, num_heads: int = 8, ffn_dim: int = 2048,
                  dropout: float = 0.1, max_tokens: int = 64, max_clips: int = 256, cross_attn: bool = True,
@@ -103,7 +126,7 @@ class ICIM(nn.Module):
         self.text_pos = nn.Parameter(torch.randn(max_tokens, d_model) * 0.02)
         self.video_pos = nn.Parameter(torch.randn(max_clips, d_model) * 0.02)
         self.layers = nn.ModuleList(
-            ICIMLayer(d_model, num_heads, ffn_dim, dropout, cross_attn, inner_attn, self.block)
+            self.layer(d_model, num_heads, ffn_dim, dropout, cross_attn, inner_attn, self.block)
             for _ in range(layers)
         )
 
@@ -127,3 +150,15 @@ class GatedICIM(ICIM):
     """Variant: ICIM of :class:`GatedAttentionBlock` s (starts as the identity)."""
 
     block = GatedAttentionBlock
+
+
+class TextSideICIM(GatedICIM):
+    """Variant: gated ICIM layers that enhance only the words (:class:`TextSideICIMLayer`).
+
+    Every ICIM form that rewrites the clips learned to write a whole-video signature into them
+    (experiments/localization/README.md); here the clips keep their features, and each word can adapt
+    to this video's look of what it names (the synthetic world draws a per-video appearance of every
+    factor) by attending to the clips, then to the other words.
+    """
+
+    layer = TextSideICIMLayer
