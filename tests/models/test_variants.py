@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from fsan_lightning import ops
 from fsan_lightning.models import (
     ICIM, REGISTRIES, CentredVideoEncoder, FeatureSpaceAlignment, FeatureSpaceVideoEncoder, GatedICIM, MaxSumGrounder,
-    SCGrounder, TextEncoder, TextSideICIM, WordResidualTextEncoder,
+    LocalICIM, SCGrounder, TextEncoder, TextSideICIM, WordResidualTextEncoder,
 )
 from helpers import FEATURE_SPACE_NET, VDIM, VOCAB, WORD, make_net, n_params, padded_pair
 
@@ -147,6 +147,34 @@ def test_text_side_icim_enhances_only_the_words():
     assert sum("gate" in n for n, _ in icim.named_parameters()) == 2 * 2 * 2  # layers x (S<-V, S<-S) x 2
     no_cross = TextSideICIM(16, layers=1, num_heads=2, ffn_dim=24, cross_attn=False)
     assert no_cross.layers[0].cross_text is None and no_cross.layers[0].self_text is not None
+
+
+def test_local_icim_keeps_every_clip_output_local_and_the_words_video_free():
+    torch.manual_seed(0)
+    icim = LocalICIM(16, layers=2, num_heads=2, ffn_dim=24, dropout=0.0, max_tokens=8, max_clips=12, window=1)
+    with torch.no_grad():
+        for name, p in icim.named_parameters():
+            if "gate" in name:
+                p.fill_(0.7)
+    S, V = torch.randn(2, 5, 16), torch.randn(2, 10, 16)
+    tm = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    vm = torch.tensor([[True] * 10, [True] * 6 + [False] * 4])
+    S2, V2 = icim(S, V, tm, vm)
+    assert torch.isfinite(S2).all() and torch.isfinite(V2).all()
+    changed = V.clone()
+    changed[:, 9] += 5.0  # the last clip of video 0 (padding of video 1)
+    S3, V3 = icim(S, changed, tm, vm)
+    torch.testing.assert_close(S3, S2)  # no S <- V path
+    reach = (V3 - V2)[0].abs().amax(dim=-1)
+    # 2 layers x window 1: clips 7-9 may change, clips 0-6 may not
+    assert (reach[:7] == 0).all() and (reach[7:] > 0).all()
+    torch.testing.assert_close(V3[1], V2[1])  # padding never reaches valid clips
+    # the clips read the sentence
+    _, V4 = icim(S.flip(1), V, tm, vm)
+    assert (V4 - V2)[0].abs().amax() > 1e-4
+    assert LocalICIM(16, layers=1, num_heads=2, ffn_dim=24, cross_attn=False).layers[0].cross_video is None
+    with pytest.raises(ValueError, match="window"):
+        LocalICIM(16, layers=1, num_heads=2, ffn_dim=24, window=0)
 
 
 def _inputs(seed: int = 0):

@@ -7,12 +7,12 @@ from .encoders import CentredVideoEncoder, FeatureSpaceVideoEncoder, TextEncoder
 from .fsan import FSAN, FSANOutput, TwoStageFSAN
 from .grounders import MaxSumGrounder, SCGrounder
 from .heads import HeadOutput, MLPClipHead, MLPSegmentHead, window_softmax_pool
-from .icim import ICIM, AttentionBlock, GatedAttentionBlock, GatedICIM, ICIMLayer, TextSideICIM, TextSideICIMLayer
+from .icim import ICIM, AttentionBlock, GatedAttentionBlock, GatedICIM, ICIMLayer, LocalICIM, LocalICIMLayer, TextSideICIM, TextSideICIMLayer
 from .matching import BaseMapMatchingScore, CentredMatchingScore, JointMatchingScore, MatchingScore, PrintedMatchingScore
 from .training_pass import TrainingPass, run_training_pass
 
 __all__ = [
-    "FSAN", "ICIM", "REGISTRIES", "AlignmentMap", "AttentionBlock", "BindingTerms", "JointMatchingScore", "SwappedWordTerms", "TextSideICIM", "TextSideICIMLayer", "CentredMatchingScore", "CentredVideoEncoder",
+    "FSAN", "ICIM", "REGISTRIES", "AlignmentMap", "AttentionBlock", "BindingTerms", "JointMatchingScore", "SwappedWordTerms", "TextSideICIM", "TextSideICIMLayer", "LocalICIM", "LocalICIMLayer", "CentredMatchingScore", "CentredVideoEncoder",
     "DotProductAlignment", "FSANCriterion", "FSANOutput", "FeatureSpaceAlignment", "FeatureSpaceVideoEncoder",
     "GatedAttentionBlock", "GatedICIM", "HeadOutput", "ICIMLayer", "MILTripletTerms", "MLPClipHead",
     "MLPSegmentHead", "MatchingScore", "MaxSumGrounder", "PrintedMatchingScore", "SAPTerms", "SCGrounder",

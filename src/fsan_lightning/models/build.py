@@ -17,12 +17,13 @@ from .encoders import CentredVideoEncoder, FeatureSpaceVideoEncoder, TextEncoder
 from .fsan import FSAN, TwoStageFSAN
 from .grounders import MaxSumGrounder, SCGrounder
 from .heads import MLPClipHead, MLPSegmentHead
-from .icim import ICIM, GatedICIM, TextSideICIM
+from .icim import ICIM, GatedICIM, LocalICIM, TextSideICIM
 from .matching import BaseMapMatchingScore, CentredMatchingScore, JointMatchingScore, MatchingScore, PrintedMatchingScore
 
 TEXT_ENCODERS = {"transformer": TextEncoder, "word_residual": WordResidualTextEncoder}
 VIDEO_ENCODERS = {"linear": VideoEncoder, "feature_space": FeatureSpaceVideoEncoder, "centred": CentredVideoEncoder}
-INTERACTIONS = {"icim": ICIM, "gated_icim": GatedICIM, "text_side_icim": TextSideICIM}
+INTERACTIONS = {"icim": ICIM, "gated_icim": GatedICIM, "text_side_icim": TextSideICIM,
+                "local_icim": LocalICIM}
 ALIGNMENTS = {"cosine": AlignmentMap, "dot": DotProductAlignment, "feature_space": FeatureSpaceAlignment}
 GROUNDERS = {"sc": SCGrounder, "maxsum": MaxSumGrounder}
 HEADS = {"segment": MLPSegmentHead, "clip": MLPClipHead}

@@ -162,3 +162,76 @@ class TextSideICIM(GatedICIM):
     """
 
     layer = TextSideICIMLayer
+
+
+class WindowedGatedAttentionBlock(GatedAttentionBlock):
+    """Gated self-attention of each clip over the clips at most ``window`` positions away (and itself).
+
+    A padded clip attends only to itself, so no row is empty and padding stays finite.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float, window: int = 2) -> None:
+        super().__init__(d_model, num_heads, ffn_dim, dropout)
+        if window < 1:
+            raise ValueError(f"WindowedGatedAttentionBlock: window must be >= 1, got {window}")
+        self.window = int(window)
+
+    def attend(self, x: Tensor, context: Tensor, context_mask: Tensor) -> Tensor:
+        B, N, _ = x.shape
+        pos = torch.arange(N, device=x.device)
+        band = (pos[:, None] - pos[None, :]).abs() <= self.window
+        allowed = (band[None] & context_mask[:, None, :]) | torch.eye(N, dtype=torch.bool, device=x.device)[None]
+        blocked = (~allowed).repeat_interleave(self.attn.num_heads, dim=0)  # [B * heads, N, N]
+        h, _ = self.attn(x, context, context, attn_mask=blocked, need_weights=False)
+        return h
+
+
+class LocalICIMLayer(nn.Module):
+    """Variant layer whose every output at a clip depends only on that clip's neighbourhood and the sentence:
+    ``V <- S`` (each clip reads the words), ``S <- S``, then ``V <- V`` within ``window`` clips. There is no
+    ``S <- V`` block, so no summary of the video reaches the words or, through them, the clips.
+
+    Args: as :class:`ICIMLayer` (``cross_attn``: the V<-S block; ``inner_attn``: the S<-S and windowed
+        V<-V blocks), plus ``window``.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float, cross_attn: bool = True,
+                 inner_attn: bool = True, block: type[AttentionBlock] = GatedAttentionBlock, window: int = 2) -> None:
+        super().__init__()
+        args = (d_model, num_heads, ffn_dim, dropout)
+        self.cross_video = block(*args) if cross_attn else None
+        self.self_text = block(*args) if inner_attn else None
+        self.self_video = WindowedGatedAttentionBlock(*args, window=window) if inner_attn else None
+
+    def forward(self, S: Tensor, V: Tensor, token_mask: Tensor, clip_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """S [B, Ns, d], V [B, Nv, d] -> (S'', V'') of the same shapes."""
+        if self.cross_video is not None:
+            V = self.cross_video(V, S, token_mask)
+        if self.self_text is not None:
+            S, V = self.self_text(S, S, token_mask), self.self_video(V, V, clip_mask)
+        return S, V
+
+
+class LocalICIM(GatedICIM):
+    """Variant: gated ICIM layers that keep the evidence local (:class:`LocalICIMLayer`).
+
+    Every ICIM form with a ``S <- V`` path learned a whole-video shortcut here: the alignment of a word
+    and a clip came to depend on the rest of the video, so the matching loss was won without localizing
+    (experiments/localization/README.md). Here ``A[i, j]`` is a function of the sentence and of clips
+    ``j - L*window .. j + L*window`` only (L layers): the matching score can rise only where the video
+    shows the words, and a clip reading the words can tell how many of them it shows (an event sharing
+    two of the three described factors reads fewer), which Eq. 7's per-word maxima cannot.
+
+    Args: as :class:`ICIM`, plus ``window`` (clips each side in the clip self-attention).
+    """
+
+    def __init__(self, d_model: int, layers: int = 2, num_heads: int = 8, ffn_dim: int = 2048,
+                 dropout: float = 0.1, max_tokens: int = 64, max_clips: int = 256, cross_attn: bool = True,
+                 inner_attn: bool = True, window: int = 2) -> None:
+        nn.Module.__init__(self)
+        self.text_pos = nn.Parameter(torch.randn(max_tokens, d_model) * 0.02)
+        self.video_pos = nn.Parameter(torch.randn(max_clips, d_model) * 0.02)
+        self.layers = nn.ModuleList(
+            LocalICIMLayer(d_model, num_heads, ffn_dim, dropout, cross_attn, inner_attn, self.block, window)
+            for _ in range(layers)
+        )
