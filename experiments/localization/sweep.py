@@ -4,10 +4,12 @@ criterion, ranking and diagnostics as `python -m fsan_lightning.train`, without 
     python experiments/localization/sweep.py NAME EPOCHS [hydra overrides ...]
 
 Prints per epoch: train losses, val R1@0.3/0.5, mIoU and the localization diagnostics. Test is
-never evaluated here (select on validation only); confirm a choice with `make train`.
+never evaluated here (select on validation only); confirm a choice with `make train`. With
+``SWEEP_SAVE=PATH`` the state dict of the best epoch (val mIoU) is saved there, for `errors.py`.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -109,6 +111,9 @@ def main() -> None:
         r = evaluate(module, val_loader)
         if best is None or r["mIoU"] > best[1]["mIoU"]:
             best = (epoch, r)
+            if os.environ.get("SWEEP_SAVE"):
+                torch.save({"state_dict": module.state_dict(), "overrides": overrides, "epoch": epoch},
+                           os.environ["SWEEP_SAVE"])
         print(
             f"{name} ep{epoch} t={time.time() - t0:.0f}s "
             + " ".join(f"{k}={v:.3f}" for k, v in sums.items())
