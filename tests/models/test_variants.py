@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from fsan_lightning import ops
 from fsan_lightning.models import (
     ICIM, REGISTRIES, CentredVideoEncoder, FeatureSpaceAlignment, FeatureSpaceVideoEncoder, GatedICIM, MaxSumGrounder,
-    LocalICIM, SCGrounder, TextEncoder, TextSideICIM, WordResidualTextEncoder,
+    CentredFeatureSpaceVideoEncoder, CentredLocalICIM, LocalICIM, SCGrounder, TextEncoder, TextSideICIM,
+    WordResidualTextEncoder,
 )
 from helpers import FEATURE_SPACE_NET, VDIM, VOCAB, WORD, make_net, n_params, padded_pair
 
@@ -23,7 +24,8 @@ VARIANTS = [
 
 
 def _variant_net(part: str, kind: str):
-    if (part, kind) in (("video_encoder", "feature_space"), ("alignment", "feature_space")):
+    if (part, kind) in (("video_encoder", "feature_space"), ("video_encoder", "centred_feature_space"),
+                        ("alignment", "feature_space")):
         return make_net(base=FEATURE_SPACE_NET, **{part: {"kind": kind}})
     if part == "network":
         return make_net(kind=kind)
@@ -175,6 +177,31 @@ def test_local_icim_keeps_every_clip_output_local_and_the_words_video_free():
     assert LocalICIM(16, layers=1, num_heads=2, ffn_dim=24, cross_attn=False).layers[0].cross_video is None
     with pytest.raises(ValueError, match="window"):
         LocalICIM(16, layers=1, num_heads=2, ffn_dim=24, window=0)
+
+
+def test_centred_local_icim_update_ignores_a_per_video_constant():
+    torch.manual_seed(0)
+    icim = CentredLocalICIM(16, layers=1, num_heads=2, ffn_dim=24, dropout=0.0, max_tokens=8, max_clips=12)
+    with torch.no_grad():
+        for name, p in icim.named_parameters():
+            if "gate" in name:
+                p.fill_(0.7)
+    S, V = torch.randn(2, 5, 16), torch.randn(2, 10, 16)
+    tm = torch.ones(2, 5, dtype=torch.bool)
+    vm = torch.tensor([[True] * 10, [True] * 6 + [False] * 4])
+    _, out = icim(S, V, tm, vm)
+    shift = torch.randn(2, 1, 16) * 3  # a scene / camera constant of each video
+    _, shifted = icim(S, V + shift * vm[..., None], tm, vm)
+    # the update (output minus input) does not see the constant; the clips keep it
+    torch.testing.assert_close(shifted - (V + shift) * vm[..., None], out - V * vm[..., None], atol=1e-5, rtol=1e-5)
+    assert (out[1, 6:] == 0).all()
+
+
+def test_centred_feature_space_encoder_subtracts_the_video_mean():
+    enc = CentredFeatureSpaceVideoEncoder(4, dropout=0.0)
+    video = torch.tensor([[[1.0, 2, 3, 4], [3.0, 2, 1, 0], [9.0, 9, 9, 9]]])
+    vm = torch.tensor([[True, True, False]])
+    torch.testing.assert_close(enc(video, vm), torch.tensor([[[-1.0, 0, 1, 2], [1.0, 0, -1, -2], [0.0, 0, 0, 0]]]))
 
 
 def _inputs(seed: int = 0):

@@ -13,17 +13,18 @@ from typing import Any
 
 from .alignment import AlignmentMap, DotProductAlignment, FeatureSpaceAlignment
 from .criterion import BindingTerms, FSANCriterion, MILTripletTerms, SAPTerms, SwappedWordTerms, TripletTerms
-from .encoders import CentredVideoEncoder, FeatureSpaceVideoEncoder, TextEncoder, VideoEncoder, WordResidualTextEncoder
+from .encoders import CentredFeatureSpaceVideoEncoder, CentredVideoEncoder, FeatureSpaceVideoEncoder, TextEncoder, VideoEncoder, WordResidualTextEncoder
 from .fsan import FSAN, TwoStageFSAN
 from .grounders import MaxSumGrounder, SCGrounder
 from .heads import MLPClipHead, MLPSegmentHead
-from .icim import ICIM, GatedICIM, LocalICIM, TextSideICIM
+from .icim import ICIM, CentredLocalICIM, GatedICIM, LocalICIM, TextSideICIM
 from .matching import BaseMapMatchingScore, CentredMatchingScore, JointMatchingScore, MatchingScore, PrintedMatchingScore
 
 TEXT_ENCODERS = {"transformer": TextEncoder, "word_residual": WordResidualTextEncoder}
-VIDEO_ENCODERS = {"linear": VideoEncoder, "feature_space": FeatureSpaceVideoEncoder, "centred": CentredVideoEncoder}
+VIDEO_ENCODERS = {"linear": VideoEncoder, "feature_space": FeatureSpaceVideoEncoder, "centred": CentredVideoEncoder,
+                  "centred_feature_space": CentredFeatureSpaceVideoEncoder}
 INTERACTIONS = {"icim": ICIM, "gated_icim": GatedICIM, "text_side_icim": TextSideICIM,
-                "local_icim": LocalICIM}
+                "local_icim": LocalICIM, "centred_local_icim": CentredLocalICIM}
 ALIGNMENTS = {"cosine": AlignmentMap, "dot": DotProductAlignment, "feature_space": FeatureSpaceAlignment}
 GROUNDERS = {"sc": SCGrounder, "maxsum": MaxSumGrounder}
 HEADS = {"segment": MLPSegmentHead, "clip": MLPClipHead}

@@ -125,6 +125,23 @@ class CentredVideoEncoder(VideoEncoder):
     """
 
     def prepare(self, video: Tensor, video_mask: Tensor) -> Tensor:
-        m = video_mask[..., None].to(video.dtype)
-        mean = (video * m).sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True).clamp(min=1)
-        return (video - mean) * m
+        return _centre_clips(video, video_mask)
+
+
+class CentredFeatureSpaceVideoEncoder(FeatureSpaceVideoEncoder):
+    """Variant: :class:`FeatureSpaceVideoEncoder` on centred clips (each video's mean clip subtracted).
+
+    Every clip carries its video's constant part (scene, actor, camera offset), so even an interaction
+    whose outputs at a clip read only that clip and the sentence can learn "this video fits the sentence"
+    and raise every clip of it; centring takes that part out of what the interaction reads.
+    """
+
+    def prepare(self, video: Tensor, video_mask: Tensor) -> Tensor:
+        return _centre_clips(video, video_mask)
+
+
+def _centre_clips(video: Tensor, video_mask: Tensor) -> Tensor:
+    """video [B, Nv, D] minus its mean over the valid clips (mask [B, Nv]); padded clips stay 0."""
+    m = video_mask[..., None].to(video.dtype)
+    mean = (video * m).sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True).clamp(min=1)
+    return (video - mean) * m

@@ -235,3 +235,20 @@ class LocalICIM(GatedICIM):
             LocalICIMLayer(d_model, num_heads, ffn_dim, dropout, cross_attn, inner_attn, self.block, window)
             for _ in range(layers)
         )
+
+
+class CentredLocalICIM(LocalICIM):
+    """Variant: :class:`LocalICIM` reading centred clips, its update added to the clips as they came.
+
+    ``V'' = V + (LocalICIM(S, V - mean(V)) - (V - mean(V)))``: every clip still carries its video's
+    constant part (scene, actor, camera), and a clip that reads the sentence could learn "this video
+    fits" from that part alone and raise every clip of the video; the interaction here sees only how
+    each clip differs from the rest of its video, while the alignment keeps the clips' own features.
+    """
+
+    def forward(self, S: Tensor, V: Tensor, token_mask: Tensor, clip_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """S [B, Ns, d], V [B, Nv, d] -> (S'', V + update); padded positions are zeroed."""
+        m = clip_mask[..., None].to(V.dtype)
+        centred = (V - (V * m).sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True).clamp(min=1)) * m
+        S2, V2 = super().forward(S, centred, token_mask, clip_mask)
+        return S2, (V + V2 - centred) * m
