@@ -130,13 +130,18 @@ def test_gated_icim_starts_as_the_identity_and_learns_its_gates():
     assert sum("norm" in n for n, _ in ICIM(16, layers=1, num_heads=2, ffn_dim=24).named_parameters()) == 4 * 2 * 2
 
 
-def test_text_side_icim_enhances_only_the_words():
-    torch.manual_seed(0)
-    icim = TextSideICIM(16, layers=2, num_heads=2, ffn_dim=24, dropout=0.0, max_tokens=8, max_clips=8)
+def _open_gates(icim, value: float) -> None:
+    """Set every residual gate of a gated interaction to ``value`` (at init they are 0: the identity)."""
     with torch.no_grad():
         for name, p in icim.named_parameters():
             if "gate" in name:
-                p.fill_(0.5)
+                p.fill_(value)
+
+
+def test_text_side_icim_enhances_only_the_words():
+    torch.manual_seed(0)
+    icim = TextSideICIM(16, layers=2, num_heads=2, ffn_dim=24, dropout=0.0, max_tokens=8, max_clips=8)
+    _open_gates(icim, 0.5)
     S, V = torch.randn(2, 5, 16), torch.randn(2, 6, 16)
     tm = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
     vm = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
@@ -154,10 +159,7 @@ def test_text_side_icim_enhances_only_the_words():
 def test_local_icim_keeps_every_clip_output_local_and_the_words_video_free():
     torch.manual_seed(0)
     icim = LocalICIM(16, layers=2, num_heads=2, ffn_dim=24, dropout=0.0, max_tokens=8, max_clips=12, window=1)
-    with torch.no_grad():
-        for name, p in icim.named_parameters():
-            if "gate" in name:
-                p.fill_(0.7)
+    _open_gates(icim, 0.7)
     S, V = torch.randn(2, 5, 16), torch.randn(2, 10, 16)
     tm = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
     vm = torch.tensor([[True] * 10, [True] * 6 + [False] * 4])
@@ -182,10 +184,7 @@ def test_local_icim_keeps_every_clip_output_local_and_the_words_video_free():
 def test_centred_local_icim_update_ignores_a_per_video_constant():
     torch.manual_seed(0)
     icim = CentredLocalICIM(16, layers=1, num_heads=2, ffn_dim=24, dropout=0.0, max_tokens=8, max_clips=12)
-    with torch.no_grad():
-        for name, p in icim.named_parameters():
-            if "gate" in name:
-                p.fill_(0.7)
+    _open_gates(icim, 0.7)
     S, V = torch.randn(2, 5, 16), torch.randn(2, 10, 16)
     tm = torch.ones(2, 5, dtype=torch.bool)
     vm = torch.tensor([[True] * 10, [True] * 6 + [False] * 4])

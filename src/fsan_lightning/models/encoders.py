@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .. import ops
+
 
 class TextEncoder(nn.Module):
     """Token ids -> context-aware token features S' (paper: GloVe -> linear -> transformer).
@@ -125,7 +127,7 @@ class CentredVideoEncoder(VideoEncoder):
     """
 
     def prepare(self, video: Tensor, video_mask: Tensor) -> Tensor:
-        return _centre_clips(video, video_mask)
+        return ops.centred(video, video_mask)
 
 
 class CentredFeatureSpaceVideoEncoder(FeatureSpaceVideoEncoder):
@@ -137,11 +139,4 @@ class CentredFeatureSpaceVideoEncoder(FeatureSpaceVideoEncoder):
     """
 
     def prepare(self, video: Tensor, video_mask: Tensor) -> Tensor:
-        return _centre_clips(video, video_mask)
-
-
-def _centre_clips(video: Tensor, video_mask: Tensor) -> Tensor:
-    """video [B, Nv, D] minus its mean over the valid clips (mask [B, Nv]); padded clips stay 0."""
-    m = video_mask[..., None].to(video.dtype)
-    mean = (video * m).sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True).clamp(min=1)
-    return (video - mean) * m
+        return ops.centred(video, video_mask)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .. import ops
+
 
 class AttentionBlock(nn.Module):
     """``x' = LN(MA(x, y) + x)``; ``x'' = LN(FFN(x') + x')`` (Eqs. 3, 4).
@@ -126,9 +128,12 @@ class ICIM(nn.Module):
         self.text_pos = nn.Parameter(torch.randn(max_tokens, d_model) * 0.02)
         self.video_pos = nn.Parameter(torch.randn(max_clips, d_model) * 0.02)
         self.layers = nn.ModuleList(
-            self.layer(d_model, num_heads, ffn_dim, dropout, cross_attn, inner_attn, self.block)
-            for _ in range(layers)
+            self._build_layer(d_model, num_heads, ffn_dim, dropout, cross_attn, inner_attn) for _ in range(layers)
         )
+
+    def _build_layer(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float, cross_attn: bool,
+                     inner_attn: bool) -> nn.Module:
+        return self.layer(d_model, num_heads, ffn_dim, dropout, cross_attn, inner_attn, self.block)
 
     def forward(self, S: Tensor, V: Tensor, token_mask: Tensor, clip_mask: Tensor) -> tuple[Tensor, Tensor]:
         """S [B, Ns, d], V [B, Nv, d] -> enhanced (S'', V''); padded positions are zeroed."""
@@ -225,16 +230,17 @@ class LocalICIM(GatedICIM):
     Args: as :class:`ICIM`, plus ``window`` (clips each side in the clip self-attention).
     """
 
+    layer = LocalICIMLayer
+
     def __init__(self, d_model: int, layers: int = 2, num_heads: int = 8, ffn_dim: int = 2048,
                  dropout: float = 0.1, max_tokens: int = 64, max_clips: int = 256, cross_attn: bool = True,
                  inner_attn: bool = True, window: int = 2) -> None:
-        nn.Module.__init__(self)
-        self.text_pos = nn.Parameter(torch.randn(max_tokens, d_model) * 0.02)
-        self.video_pos = nn.Parameter(torch.randn(max_clips, d_model) * 0.02)
-        self.layers = nn.ModuleList(
-            LocalICIMLayer(d_model, num_heads, ffn_dim, dropout, cross_attn, inner_attn, self.block, window)
-            for _ in range(layers)
-        )
+        self.window = int(window)  # read by _build_layer inside ICIM.__init__
+        super().__init__(d_model, layers, num_heads, ffn_dim, dropout, max_tokens, max_clips, cross_attn, inner_attn)
+
+    def _build_layer(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float, cross_attn: bool,
+                     inner_attn: bool) -> nn.Module:
+        return self.layer(d_model, num_heads, ffn_dim, dropout, cross_attn, inner_attn, self.block, self.window)
 
 
 class CentredLocalICIM(LocalICIM):
@@ -248,7 +254,6 @@ class CentredLocalICIM(LocalICIM):
 
     def forward(self, S: Tensor, V: Tensor, token_mask: Tensor, clip_mask: Tensor) -> tuple[Tensor, Tensor]:
         """S [B, Ns, d], V [B, Nv, d] -> (S'', V + update); padded positions are zeroed."""
-        m = clip_mask[..., None].to(V.dtype)
-        centred = (V - (V * m).sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True).clamp(min=1)) * m
+        centred = ops.centred(V, clip_mask)
         S2, V2 = super().forward(S, centred, token_mask, clip_mask)
-        return S2, (V + V2 - centred) * m
+        return S2, torch.where(clip_mask[..., None], V + V2 - centred, torch.zeros_like(V))

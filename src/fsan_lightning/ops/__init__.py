@@ -4,6 +4,7 @@ Imports only torch. Conventions: maps ``P``/``A`` are float [B, Ns, Nv]; masks a
 True = valid; valid clips are a prefix; segment maps are [B, Nv, Nv] indexed ``[b, s, e]``.
 """
 
+from ._segments import centred
 from .diagnostics import clip_range_mask, localization_stats, seconds_to_clip_mask
 from .grounding import (
     assemble_by_length,
@@ -29,6 +30,7 @@ from .temporal import best_segment, rank_moments, temporal_iou, temporal_nms
 __all__ = [
     "assemble_by_length",
     "best_segment",
+    "centred",
     "clip_range_mask",
     "inner_loss_map",
     "joint_matching_score",

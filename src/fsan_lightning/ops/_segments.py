@@ -48,7 +48,11 @@ def outside_means(x: Tensor, clip_mask: Tensor) -> Tensor:
 
 
 def centred(x: Tensor, clip_mask: Tensor) -> Tensor:
-    """``x`` minus its mean over the valid clips -> [B, Nv], 0 on padded clips."""
-    x = torch.where(clip_mask, x, torch.zeros_like(x))
-    L = clip_mask.sum(dim=1, keepdim=True).to(x.dtype)
-    return torch.where(clip_mask, x - x.sum(dim=1, keepdim=True) / L, torch.zeros_like(x))
+    """``x`` [B, Nv, *rest] minus its mean over the valid clips (clip_mask [B, Nv]), 0 on padded clips.
+
+    Per clip scores ([B, Nv]) or clip features ([B, Nv, D]) alike; a sample without a valid clip is all 0.
+    """
+    mask = clip_mask.reshape(clip_mask.shape + (1,) * (x.dim() - 2))
+    x = torch.where(mask, x, torch.zeros_like(x))
+    L = mask.sum(dim=1, keepdim=True).clamp(min=1).to(x.dtype)
+    return torch.where(mask, x - x.sum(dim=1, keepdim=True) / L, torch.zeros_like(x))
