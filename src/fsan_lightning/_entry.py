@@ -14,6 +14,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from fsan_lightning._cli import UsageError
 from fsan_lightning.runio import atomic_write_jsonl
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,10 @@ def build_module(cfg: DictConfig, datamodule):
     )
     if hasattr(module, "load_word_vectors"):
         module.load_word_vectors(torch.from_numpy(datamodule.embeddings))
+    criterion = getattr(module, "criterion", None)
+    if getattr(criterion, "needs_binding", False) and getattr(datamodule, "binding_tolerance", None) is None:
+        raise UsageError("model.loss.weights.triplet_binding > 0 needs binding negatives in the batches: set "
+                         "data.binding_tolerance (e.g. +data.binding_tolerance=0; docs/model.md)")
     return module
 
 

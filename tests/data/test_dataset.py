@@ -13,8 +13,7 @@ from fsan_lightning.data.records import Query
 from fsan_lightning.data.text import Vocab
 
 TRAIN_KEYS = {"video", "video_mask", "tokens", "token_mask", "content_mask", "duration", "qidx", "vid", "qid",
-              "query", "neg_tokens", "neg_token_mask", "neg_content_mask",
-              "bind_tokens", "bind_token_mask", "bind_content_mask", "bind_ok"}
+              "query", "neg_tokens", "neg_token_mask", "neg_content_mask"}
 EVAL_KEYS = {"video", "video_mask", "tokens", "token_mask", "content_mask", "duration", "qidx", "vid", "qid",
              "query", "gt", "gt_all"}
 
@@ -68,10 +67,14 @@ def test_train_batch_contract(store, vocab):
     assert batch["tokens"][6].tolist()[:2] == [1, 0] and batch["token_mask"][6].sum() == 1
     assert ((batch["tokens"] != 0) == batch["token_mask"]).all()
     assert (batch["content_mask"] <= batch["token_mask"]).all()
-    # binding negatives: this split's siblings offer no well-formed swap, so every item carries its own
+    # binding negatives on: this split's siblings offer no well-formed swap, so every item carries its own
     # sentence in their place, marked as absent
-    assert batch["bind_ok"].dtype == torch.bool and not batch["bind_ok"].any()
-    assert torch.equal(batch["bind_tokens"], batch["tokens"])
+    ds = GroundingDataset(make_queries(), store, vocab, num_clips=5, max_tokens=4, train=True, seed=3,
+                          binding_tolerance=0)
+    bound = collate([ds[i] for i in range(len(ds))])
+    assert set(bound) == TRAIN_KEYS | {"bind_tokens", "bind_token_mask", "bind_content_mask", "bind_ok"}
+    assert bound["bind_ok"].dtype == torch.bool and not bound["bind_ok"].any()
+    assert torch.equal(bound["bind_tokens"], bound["tokens"])
 
 
 def test_binding_negative_items(store, vocab):

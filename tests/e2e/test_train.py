@@ -142,7 +142,11 @@ def test_binding_term_trains_through_the_entry_point(tiny_world_dir, tmp_path):
 
     from fsan_lightning.train import train
 
+    with pytest.raises(ValueError, match="data.binding_tolerance"):  # the term without its negatives
+        train(tiny_train_config(tiny_world_dir, tmp_path / "off", "+model.loss.weights.triplet_binding=0.5",
+                                "trainer.max_epochs=1", "+trainer.limit_train_batches=1", "test=false"))
     cfg = tiny_train_config(tiny_world_dir, tmp_path, "+model.loss.weights.triplet_binding=0.5",
+                            "+data.binding_tolerance=0",
                             "trainer.max_epochs=1", "+trainer.limit_train_batches=3", "trainer.log_every_n_steps=1",
                             "test=false")
     train(cfg)

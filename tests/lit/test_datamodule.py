@@ -16,10 +16,8 @@ from fsan_lightning.lit.datamodule import GroundingDataModule
 SMALL = {"train_videos": 14, "val_videos": 5, "test_videos": 5, "feature_dim": 24, "hidden_dim": 16, "min_rows": 20,
              "max_rows": 50}
 TRAIN_KEYS = {"video", "video_mask", "tokens", "token_mask", "content_mask", "duration", "qidx", "vid", "qid",
-              "query", "neg_tokens", "neg_token_mask", "neg_content_mask",
-              "bind_tokens", "bind_token_mask", "bind_content_mask", "bind_ok"}
-TEST_KEYS = TRAIN_KEYS - {"neg_tokens", "neg_token_mask", "neg_content_mask", "bind_tokens", "bind_token_mask",
-                          "bind_content_mask", "bind_ok"} | {"gt", "gt_all"}
+              "query", "neg_tokens", "neg_token_mask", "neg_content_mask"}
+TEST_KEYS = TRAIN_KEYS - {"neg_tokens", "neg_token_mask", "neg_content_mask"} | {"gt", "gt_all"}
 VAL_KEYS = TRAIN_KEYS | {"gt", "gt_all"}  # fixed negatives, for the held-out matching loss
 
 

@@ -419,7 +419,7 @@ def test_swapped_word_term_compares_the_two_words_at_the_sentence_moment():
 
 
 def test_binding_needs_its_batch_keys_and_a_known_kind():
-    with pytest.raises(ValueError, match="bind_tokens"):
+    with pytest.raises(ValueError, match="binding_tolerance"):
         run_training_pass(FakeNet(), make_batch(), negative_video=False, binding=True)
     with pytest.raises(ValueError, match="binding: kind"):
         _binding_criterion("nope")

@@ -32,15 +32,16 @@ class GroundingDataset(Dataset):
     chunked: DiDeMo mode, the video's first ``duration / 5`` rows (5-second chunks) are the clips.
     negatives: add a negative sentence (a query of another video) to every item; None = ``train``.
         Validation uses it for the held-out matching loss: its epoch stays 0, so its negatives are fixed.
-        A split of a single video has none (there is no other video). Items with negatives also carry
-        a binding negative (`BindingNegatives`: one content word swapped for one of another sentence
-        of the same video), with ``bind_ok`` False when the query has none; ``binding_tolerance`` is
-        its tolerance.
+        A split of a single video has none (there is no other video).
+    binding_tolerance: None (default) = no binding negatives; else items with negatives also carry one
+        (`BindingNegatives` with this tolerance: one content word swapped for one of another sentence of
+        the same video), with ``bind_ok`` False when the query has none.
     """
 
     def __init__(self, queries: list[Query], store: FeatureStore, vocab: Vocab, *, num_clips: int,
                  max_tokens: int, train: bool, seed: int = 0, dim: int | None = None,
-                 chunked: bool = False, negatives: bool | None = None, binding_tolerance: int = 0):
+                 chunked: bool = False, negatives: bool | None = None,
+                 binding_tolerance: int | None = None):
         self.queries = list(queries)
         self.store = store
         self.num_clips = num_clips
@@ -65,7 +66,7 @@ class GroundingDataset(Dataset):
                                      "another video)")
                 self.negatives = False
         self.binding = (BindingNegatives(self._tokens, self._content, self._vid_code, UNK, binding_tolerance)
-                        if self.negatives else None)
+                        if self.negatives and binding_tolerance is not None else None)
         assert all(len(t) for t in self._tokens) and UNK == 1
 
     def __len__(self) -> int:
@@ -105,6 +106,7 @@ class GroundingDataset(Dataset):
             j = self.negative_index(index, epoch)
             out["neg_tokens"] = torch.from_numpy(self._tokens[j])
             out["neg_content"] = torch.from_numpy(self._content[j])
+        if self.binding is not None:
             bind = self.binding.draw(index, np.random.default_rng([self.seed, int(epoch), int(index), 1]))
             out["bind_ok"] = bind is not None
             out["bind_tokens"] = torch.from_numpy(self._tokens[index] if bind is None else bind)
@@ -151,7 +153,7 @@ def collate(items: list[dict]) -> dict:
     Always: video float32 [B, Nv, Dv], video_mask bool [B, Nv], tokens int64 [B, Ns], token_mask and
     content_mask bool [B, Ns], duration float32 [B], qidx int64 [B], vid/qid/query list[str].
     Train (and validation) items: neg_tokens int64 [B, Ns'], neg_token_mask, neg_content_mask bool [B, Ns'];
-    bind_tokens int64 [B, Nb], bind_token_mask, bind_content_mask bool [B, Nb] (the binding negative,
+    with binding negatives on, also bind_tokens int64 [B, Nb], bind_token_mask, bind_content_mask bool [B, Nb] (the binding negative,
     the sentence itself where there is none), bind_ok bool [B].
     Val/test items: gt float32 [B, 2] (first moment), gt_all float32 [B, M, 2] padded with -1.
     """

@@ -73,8 +73,10 @@ class GroundingDataModule(pl.LightningDataModule):
         N training videos and the proportional share of val_1/val_2 (None = full size), the folder of
         the real annotation files (None = $FSAN_SHARED_DATA/activitynet_captions), generator
         parameters (`AnetSimConfig` fields), rendering processes.
-    binding_tolerance: the binding negatives' tolerance (`fsan_lightning.data.negatives.BindingNegatives`):
-        a swap is rejected when it lies within this many content words of another sentence of the video.
+    binding_tolerance: None (default) = no binding negatives in the batches; an int turns them on for the
+        training and validation items (`fsan_lightning.data.negatives.BindingNegatives`, for the loss term
+        ``triplet_binding``): a swap is rejected when it lies within this many content words of another
+        sentence of the video.
     """
 
     def __init__(self, dataset: str = "synthetic", data_dir: str | None = None, train_file: str | None = None,
@@ -89,7 +91,7 @@ class GroundingDataModule(pl.LightningDataModule):
                  duration_tolerance: float = DURATION_TOLERANCE, feature_rate: float | None = None,
                  check_cache_dir: str | None = None, subset: int | None = None,
                  annotations_dir: str | None = None, anet_sim: dict | None = None, generate_workers: int = 1,
-                 binding_tolerance: int = 0):
+                 binding_tolerance: int | None = None):
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"data.dataset={dataset!r}; expected one of {DATASETS}")
@@ -129,9 +131,9 @@ class GroundingDataModule(pl.LightningDataModule):
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
         self.glove, self.min_word_count = glove, int(min_word_count)
         self.missing_features, self.seed = missing_features, int(seed)
-        if binding_tolerance < 0:
-            raise ValueError(f"data.binding_tolerance must be >= 0, got {binding_tolerance}")
-        self.binding_tolerance = int(binding_tolerance)
+        if binding_tolerance is not None and binding_tolerance < 0:
+            raise ValueError(f"data.binding_tolerance must be null or >= 0, got {binding_tolerance}")
+        self.binding_tolerance = None if binding_tolerance is None else int(binding_tolerance)
         self.synthetic = dict(synthetic or {})
         self.limit_queries, self.val_fraction = limit_queries, float(val_fraction)
         self.test_fraction = float(test_fraction)

@@ -54,13 +54,13 @@ def run_training_pass(net: FSAN, batch: Mapping[str, Any], negative_video: bool,
         negative_video: also run the sentence on another sample's video (roll by one, skipping
             same-``vid`` pairs).
         binding: also run the binding negative on V (batch keys ``bind_tokens``, ``bind_token_mask``,
-            ``bind_ok``, from the dataset's items with negatives).
+            ``bind_ok``: the dataset's items with ``binding_tolerance`` set).
     """
     video, vm = batch["video"], batch["video_mask"]
     B = video.shape[0]
     if binding and "bind_tokens" not in batch:
-        raise ValueError("run_training_pass: binding=True needs the batch keys 'bind_tokens', 'bind_token_mask', "
-                         "'bind_ok' (training and validation items carry them)")
+        raise ValueError("run_training_pass: binding=True (a positive loss weight 'triplet_binding') needs binding "
+                         "negatives in the batch: set data.binding_tolerance (e.g. +data.binding_tolerance=0)")
     Ns = max(batch["tokens"].shape[1], batch["neg_tokens"].shape[1],
              batch["bind_tokens"].shape[1] if binding else 0)
     tok, tm = _pad(batch["tokens"], Ns), _pad(batch["token_mask"], Ns)
