@@ -153,3 +153,22 @@ def ref_maxsum(P, token_mask, clip_mask, subset=None, alpha=0.0):
             for e in range(s, L):
                 out[b, s, e] = sum(pbar[j] - mean - alpha * sd for j in range(s, e + 1))
     return out
+
+
+def ref_sentence_contrast_score(A: Tensor, token_mask: Tensor, other_A: Tensor, other_mask: Tensor,
+                                clip_mask: Tensor, window: int = 1) -> Tensor:
+    """max over runs [j, j + w) of w = min(window, L) valid clips of
+    (1/w) sum_j ((1/n) sum_i A[i, j] - (1/n') sum_k other_A[k, j]); an empty side has mean 0."""
+    out = torch.zeros(A.shape[0], dtype=A.dtype, device=A.device)
+    for b in range(A.shape[0]):
+        L = int(clip_mask[b].sum())
+        toks, others = _tokens(token_mask, b).tolist(), _tokens(other_mask, b).tolist()
+
+        def d(j, b=b, toks=toks, others=others):
+            mine = sum(A[b, i, j] for i in toks) / len(toks) if toks else 0.0
+            theirs = sum(other_A[b, k, j] for k in others) / len(others) if others else 0.0
+            return mine - theirs
+
+        w = min(window, L)
+        out[b] = max(sum(d(j) for j in range(s, s + w)) / w for s in range(L - w + 1))
+    return out

@@ -5,7 +5,8 @@ criterion, ranking and diagnostics as `python -m fsan_lightning.train`, without 
 
 Prints per epoch: train losses, val R1@0.3/0.5, mIoU and the localization diagnostics. Test is
 never evaluated here (select on validation only); confirm a choice with `make train`. With
-``SWEEP_SAVE=PATH`` the state dict of the best epoch (val mIoU) is saved there, for `errors.py`.
+``SWEEP_SAVE=PATH`` the state dict of the best epoch (val mIoU) is saved there, for `errors.py`
+(with ``SWEEP_SAVE_LAST=1``, the last epoch's instead).
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def heldout_triplet(module, batch):
     """The held-out matching loss on a validation batch (fixed negatives; 0 when the batch has none)."""
     if "neg_tokens" not in batch:
         return {}
-    return {k: float(v) for k, v in module.losses(batch)["terms"].items() if k.startswith("triplet")}
+    return {k: float(v) for k, v in module.losses(batch)["terms"].items() if k.startswith(("triplet", "sibling"))}
 
 
 def evaluate(module, loader):
@@ -109,8 +110,10 @@ def main() -> None:
         if sched is not None:
             sched.step()
         r = evaluate(module, val_loader)
-        if best is None or r["mIoU"] > best[1]["mIoU"]:
+        improved = best is None or r["mIoU"] > best[1]["mIoU"]
+        if improved:
             best = (epoch, r)
+        if improved or os.environ.get("SWEEP_SAVE_LAST"):
             if os.environ.get("SWEEP_SAVE"):
                 torch.save({"state_dict": module.state_dict(), "overrides": overrides, "epoch": epoch},
                            os.environ["SWEEP_SAVE"])

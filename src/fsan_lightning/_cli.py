@@ -101,6 +101,7 @@ DATA_KEYS = (
     "anet_sim",
     "generate_workers",
     "binding_tolerance",
+    "siblings",
 )
 
 

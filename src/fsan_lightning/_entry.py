@@ -97,6 +97,9 @@ def build_module(cfg: DictConfig, datamodule):
     if getattr(criterion, "needs_binding", False) and getattr(datamodule, "binding_tolerance", None) is None:
         raise UsageError("model.loss.weights.triplet_binding > 0 needs binding negatives in the batches: set "
                          "data.binding_tolerance (e.g. +data.binding_tolerance=0; docs/model.md)")
+    if getattr(criterion, "needs_sibling", False) and not getattr(datamodule, "siblings", False):
+        raise UsageError("model.loss.weights.sibling > 0 needs siblings in the batches: set data.siblings=true "
+                         "(e.g. +data.siblings=true; docs/model.md)")
     return module
 
 

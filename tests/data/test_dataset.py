@@ -94,6 +94,21 @@ def test_binding_negative_items(store, vocab):
     assert not ds[(2, 0)]["bind_ok"]  # "a dog runs" -> "a cat runs" is its sibling: no binding negative
 
 
+def test_sibling_items(store, vocab):
+    sentences = ["the man slices a red tomato", "the man washes a blue tomato", "a dog runs"]
+    queries = [Query(f"v{i // 2}#{i % 2}", f"v{i // 2}", s, 30.0, ((1.0, 5.0),)) for i, s in enumerate(sentences)]
+    ds = GroundingDataset(queries, store, Vocab.build(sentences), num_clips=4, max_tokens=10, train=True,
+                          seed=1, siblings=True)
+    assert all(torch.equal(ds[(0, e)]["sib_tokens"], ds[(1, 0)]["tokens"]) for e in range(3))
+    assert ds[(0, 0)]["sib_ok"] and torch.equal(ds[(0, 0)]["sib_content"], ds[(1, 0)]["content"])
+    assert not ds[(2, 0)]["sib_ok"] and torch.equal(ds[(2, 0)]["sib_tokens"], ds[(2, 0)]["tokens"])  # alone in v1
+    batch = collate([ds[i] for i in range(3)])
+    assert batch["sib_ok"].tolist() == [True, True, False]
+    assert batch["sib_token_mask"].dtype == torch.bool and batch["sib_tokens"].shape[0] == 3
+    assert "sib_tokens" not in collate([GroundingDataset(queries, store, Vocab.build(sentences), num_clips=4,
+                                                         max_tokens=10, train=True)[0]])
+
+
 def test_eval_batch_contract(store, vocab):
     ds = GroundingDataset(make_queries(), store, vocab, num_clips=6, max_tokens=20, train=False)
     batch = collate([ds[i] for i in (0, 3, 4)])

@@ -76,3 +76,13 @@ def test_draw_is_a_deterministic_candidate():
     assert np.array_equal(a, b)
     assert " ".join(vocab.words[t] for t in a) in _as_words(neg, vocab, 0)
     assert a.dtype == np.int64 and len(a) == len(tokenize(SENTENCES[0][1]))
+
+
+def test_siblings_are_the_other_sentences_of_the_video_drawn_uniformly():
+    from fsan_lightning.data.negatives import SiblingSentences
+
+    sib = SiblingSentences(np.asarray([0, 0, 0, 1, 2, 2]))
+    assert sib.siblings(0) == [1, 2] and sib.siblings(5) == [4] and sib.siblings(3) == []
+    assert sib.draw(3, np.random.default_rng(0)) is None  # a video with one sentence
+    draws = [sib.draw(0, np.random.default_rng(s)) for s in range(400)]
+    assert set(draws) == {1, 2} and 150 < draws.count(1) < 250

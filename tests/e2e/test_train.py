@@ -154,3 +154,22 @@ def test_binding_term_trains_through_the_entry_point(tiny_world_dir, tmp_path):
     trained = [float(r["train/loss_triplet_binding"]) for r in rows if r.get("train/loss_triplet_binding")]
     heldout = [float(r["val/heldout_triplet_binding"]) for r in rows if r.get("val/heldout_triplet_binding")]
     assert trained and heldout and all(0 <= x <= 2.2 for x in trained + heldout)  # hinge of cosines, margin 0.2
+
+
+def test_sibling_term_trains_through_the_entry_point(tiny_world_dir, tmp_path):
+    """`+model.loss.weights.sibling` runs the sibling pass and logs it, train and held-out."""
+    import csv
+
+    from fsan_lightning.train import train
+
+    with pytest.raises(ValueError, match="data.siblings"):  # the term without its siblings
+        train(tiny_train_config(tiny_world_dir, tmp_path / "off", "+model.loss.weights.sibling=0.5",
+                                "trainer.max_epochs=1", "+trainer.limit_train_batches=1", "test=false"))
+    cfg = tiny_train_config(tiny_world_dir, tmp_path, "+model.loss.weights.sibling=0.5", "+data.siblings=true",
+                            "+model.loss.sibling.window=2", "trainer.max_epochs=1", "+trainer.limit_train_batches=3",
+                            "trainer.log_every_n_steps=1", "test=false")
+    train(cfg)
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
+    trained = [float(r["train/loss_sibling"]) for r in rows if r.get("train/loss_sibling")]
+    heldout = [float(r["val/heldout_sibling"]) for r in rows if r.get("val/heldout_sibling")]
+    assert trained and heldout and all(0 <= x <= 2.2 for x in trained + heldout)  # hinges of cosine contrasts

@@ -428,3 +428,48 @@ def test_binding_needs_its_batch_keys_and_a_known_kind():
     # without the binding pass the term reports nothing (its weight is 0 by default)
     got = make_criterion()(run_training_pass(FakeNet(), make_batch(), negative_video=False))
     assert "triplet_binding" not in got["terms"]
+
+
+def _sibling_batch():
+    """make_batch plus siblings: sample 0's sibling shares its token 0, sample 1 has none (sib_ok False)."""
+    batch = make_batch()
+    sib = batch["tokens"].flip(0).clone()
+    sib[0, 0] = batch["tokens"][0, 0]
+    batch.update(sib_tokens=sib, sib_token_mask=sib > 0, sib_content_mask=sib > 0,
+                 sib_ok=torch.tensor([True, False, True, True]))
+    return batch
+
+
+def test_sibling_term_is_the_two_way_contrast_on_the_same_clips():
+    net, batch = FakeNet(), _sibling_batch()
+    crit = build_criterion({"triplet": 1.0, "sibling": 1.0}, sap_loss=False, matching={"kind": "raw", "fn": "cosine"},
+                           sibling={"window": 2})
+    assert crit.needs_sibling and not make_criterion().needs_sibling
+    tp = run_training_pass(net, batch, negative_video=False, sibling=True)
+    assert net.calls == [3 * 4]  # one forward over (V, S), (V, S-), (V, S')
+    got = crit(tp)["terms"]["sibling"]
+    with torch.no_grad():
+        cos = lambda toks: torch.tanh(torch.einsum("bie,bje->bij", net.emb[toks], batch["video"]))  # noqa: E731
+        expected = []
+        for b in (0, 2, 3):  # sample 1 has no sibling
+            L = int(batch["video_mask"][b].sum())
+            mine = [i for i in range(batch["tokens"].shape[1]) if batch["token_mask"][b, i]
+                    and int(batch["tokens"][b, i]) not in batch["sib_tokens"][b][batch["sib_token_mask"][b]].tolist()]
+            theirs = [k for k in range(batch["sib_tokens"].shape[1]) if batch["sib_token_mask"][b, k]
+                      and int(batch["sib_tokens"][b, k]) not in batch["tokens"][b][batch["token_mask"][b]].tolist()]
+            d = cos(batch["tokens"])[b, mine, :L].mean(0) - cos(batch["sib_tokens"])[b, theirs, :L].mean(0)
+            w = min(2, L)
+            runs = torch.stack([d[s: s + w].mean() for s in range(L - w + 1)])
+            expected.append((max(0.0, 0.2 - float(runs.max())) + max(0.0, 0.2 + float(runs.min()))) / 2)
+    assert got.item() == pytest.approx(sum(expected) / 3, rel=1e-9)
+
+
+def test_sibling_needs_its_batch_keys_and_valid_arguments():
+    with pytest.raises(ValueError, match="data.siblings"):
+        run_training_pass(FakeNet(), make_batch(), negative_video=False, sibling=True)
+    with pytest.raises(ValueError, match="tokens"):
+        build_criterion({"triplet": 1.0, "sibling": 1.0}, sibling={"tokens": "verbs"})
+    with pytest.raises(TypeError, match="model.loss.sibling"):
+        build_criterion({"triplet": 1.0, "sibling": 1.0}, sibling={"nope": 1})
+    got = make_criterion()(run_training_pass(FakeNet(), make_batch(), negative_video=False))
+    assert "sibling" not in got["terms"]  # without the sibling pass the term reports nothing

@@ -14,6 +14,7 @@ from reference_ops import (
     ref_minmax,
     ref_outer_loss_map,
     ref_segment_scores,
+    ref_sentence_contrast_score,
 )
 
 torch.set_num_threads(1)
@@ -92,6 +93,44 @@ def test_joint_score_needs_the_words_at_one_clip():
     assert ops.joint_matching_score(apart, tm, cm) == 0.5
     with pytest.raises(ValueError, match="temperature"):
         ops.joint_matching_score(apart, tm, cm, temperature=0.0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("window", [1, 3, 50])
+def test_sentence_contrast_score_matches_literal_loops(seed, window):
+    A, tm, cm, _ = random_case(seed)
+    A = torch.nan_to_num(A, nan=123.0) * 5 - 2
+    other, om, _, _ = random_case(seed + 10)
+    other = torch.nan_to_num(other, nan=-7.0)[:, :, : A.shape[2]]
+    om[1] = False  # a side without a valid token: mean 0
+    nan = lambda x, m: torch.where(m[:, :, None] & cm[:, None, :], x, torch.nan)  # noqa: E731
+    got = ops.sentence_contrast_score(nan(A, tm), tm, nan(other, om), om, cm, window=window)
+    torch.testing.assert_close(got, ref_sentence_contrast_score(A, tm, other, om, cm, window), **TOL)
+    soft = ops.sentence_contrast_score(nan(A, tm), tm, nan(other, om), om, cm, window=window, temperature=1e-3)
+    assert (soft <= got + 1e-9).all() and (got - soft < 0.05).all()
+
+
+def test_sentence_contrast_ignores_what_every_clip_of_the_video_shares_and_damps_noise():
+    # sentence 0 peaks at clips 0-1, sentence 1 at clips 2-3: each wins where its moment is
+    mine = torch.tensor([[[0.9, 0.8, 0.1, 0.0]]], dtype=torch.float64)
+    theirs = torch.tensor([[[0.0, 0.1, 0.8, 0.9]]], dtype=torch.float64)
+    tm, cm = torch.ones(1, 1, dtype=torch.bool), torch.ones(1, 4, dtype=torch.bool)
+    assert ops.sentence_contrast_score(mine, tm, theirs, tm, cm).item() == pytest.approx(0.9)
+    assert ops.sentence_contrast_score(theirs, tm, mine, tm, cm).item() == pytest.approx(0.9)
+    # a per-clip term common to both sentences (the video's scene, its recording) changes nothing
+    common = torch.tensor([0.5, -0.3, 2.0, 0.1], dtype=torch.float64)
+    assert ops.sentence_contrast_score(mine + common, tm, theirs + common, tm, cm).item() == pytest.approx(0.9)
+    # alternating noise wins both ways clip by clip, but not over 2-clip windows
+    noise = torch.tensor([[[0.5, -0.5, 0.5, -0.5]]], dtype=torch.float64)
+    zero = torch.zeros_like(noise)
+    assert ops.sentence_contrast_score(noise, tm, zero, tm, cm).item() == pytest.approx(0.5)
+    assert ops.sentence_contrast_score(zero, tm, noise, tm, cm).item() == pytest.approx(0.5)
+    assert ops.sentence_contrast_score(noise, tm, zero, tm, cm, window=2).item() == pytest.approx(0.0)
+    assert ops.sentence_contrast_score(mine, tm, theirs, tm, cm, window=2).item() == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="window"):
+        ops.sentence_contrast_score(mine, tm, theirs, tm, cm, window=0)
+    with pytest.raises(ValueError, match="other_A"):
+        ops.sentence_contrast_score(mine, tm, theirs[:, :, :3], tm, cm)
 
 
 def test_matching_score_empty_sentence_scores_zero():

@@ -23,7 +23,10 @@ from conftest import QUIET, compose_config, world_overrides
 
 PINS = Path(__file__).with_name("pins.json")
 WRITE = os.environ.get("FSAN_WRITE_PINS") == "1"
-TOL = 1e-6
+# float32 through attention and matmul kernels differs by a few 1e-6 between CPUs (the pins were written on
+# an AMD EPYC; an Intel Xeon gives 0.6576515 for 0.6576536): a relative 1e-5 absorbs that, and still catches
+# a changed formula, which moves these numbers by far more than float32 rounding.
+TOL, REL = 1e-6, 1e-5
 
 # (model config, ablation row or None)
 BATCH_CASES = [
@@ -119,7 +122,7 @@ def _check(section: str, key: str, got: dict[str, float]) -> None:
     for name, value in want.items():
         if name == "loss_triplet" and name not in got:
             continue  # the combined matching loss; its parts are pinned
-        assert got[name] == pytest.approx(value, abs=TOL, rel=0), f"{section}/{key}/{name}"
+        assert got[name] == pytest.approx(value, abs=TOL, rel=REL), f"{section}/{key}/{name}"
 
 
 @pytest.mark.parametrize(("model", "row"), BATCH_CASES, ids=[f"{m}-{r}" for m, r in BATCH_CASES])

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from .features import FeatureStore, chunk_clips, pool_clips
-from .negatives import BindingNegatives
+from .negatives import BindingNegatives, SiblingSentences
 from .readers import DIDEMO_CHUNK_S
 from .records import Query
 from .text import UNK, Vocab, is_content, tokenize
@@ -36,12 +36,14 @@ class GroundingDataset(Dataset):
     binding_tolerance: None (default) = no binding negatives; else items with negatives also carry one
         (`BindingNegatives` with this tolerance: one content word swapped for one of another sentence of
         the same video), with ``bind_ok`` False when the query has none.
+    siblings: items with negatives also carry a sibling (`SiblingSentences`: another sentence of the
+        same video), with ``sib_ok`` False when the video has one sentence.
     """
 
     def __init__(self, queries: list[Query], store: FeatureStore, vocab: Vocab, *, num_clips: int,
                  max_tokens: int, train: bool, seed: int = 0, dim: int | None = None,
                  chunked: bool = False, negatives: bool | None = None,
-                 binding_tolerance: int | None = None):
+                 binding_tolerance: int | None = None, siblings: bool = False):
         self.queries = list(queries)
         self.store = store
         self.num_clips = num_clips
@@ -67,6 +69,7 @@ class GroundingDataset(Dataset):
                 self.negatives = False
         self.binding = (BindingNegatives(self._tokens, self._content, self._vid_code, UNK, binding_tolerance)
                         if self.negatives and binding_tolerance is not None else None)
+        self.siblings = SiblingSentences(self._vid_code) if self.negatives and siblings else None
         assert all(len(t) for t in self._tokens) and UNK == 1
 
     def __len__(self) -> int:
@@ -111,6 +114,11 @@ class GroundingDataset(Dataset):
             out["bind_ok"] = bind is not None
             out["bind_tokens"] = torch.from_numpy(self._tokens[index] if bind is None else bind)
             out["bind_content"] = torch.from_numpy(self._content[index])
+        if self.siblings is not None:
+            j = self.siblings.draw(index, np.random.default_rng([self.seed, int(epoch), int(index), 2]))
+            out["sib_ok"] = j is not None
+            out["sib_tokens"] = torch.from_numpy(self._tokens[index if j is None else j])
+            out["sib_content"] = torch.from_numpy(self._content[index if j is None else j])
         if not self.train:
             out["gt_all"] = torch.tensor(q.moments, dtype=torch.float32).reshape(-1, 2)
         return out
@@ -154,7 +162,9 @@ def collate(items: list[dict]) -> dict:
     content_mask bool [B, Ns], duration float32 [B], qidx int64 [B], vid/qid/query list[str].
     Train (and validation) items: neg_tokens int64 [B, Ns'], neg_token_mask, neg_content_mask bool [B, Ns'];
     with binding negatives on, also bind_tokens int64 [B, Nb], bind_token_mask, bind_content_mask bool [B, Nb] (the binding negative,
-    the sentence itself where there is none), bind_ok bool [B].
+    the sentence itself where there is none), bind_ok bool [B]; with siblings on, sib_tokens int64 [B, Nq],
+    sib_token_mask, sib_content_mask bool [B, Nq] (another sentence of the same video, the sentence itself
+    where there is none), sib_ok bool [B].
     Val/test items: gt float32 [B, 2] (first moment), gt_all float32 [B, M, 2] padded with -1.
     """
     if not items:
@@ -174,6 +184,10 @@ def collate(items: list[dict]) -> dict:
         batch["bind_tokens"], batch["bind_token_mask"], batch["bind_content_mask"] = _pad_tokens(
             [it["bind_tokens"] for it in items], [it["bind_content"] for it in items])
         batch["bind_ok"] = torch.tensor([it["bind_ok"] for it in items], dtype=torch.bool)
+    if "sib_tokens" in items[0]:
+        batch["sib_tokens"], batch["sib_token_mask"], batch["sib_content_mask"] = _pad_tokens(
+            [it["sib_tokens"] for it in items], [it["sib_content"] for it in items])
+        batch["sib_ok"] = torch.tensor([it["sib_ok"] for it in items], dtype=torch.bool)
     if "gt_all" in items[0]:
         m = max(len(it["gt_all"]) for it in items)
         gt_all = torch.full((len(items), m, 2), -1.0, dtype=torch.float32)

@@ -93,3 +93,33 @@ class BindingNegatives:
         ids = self.tokens[index].copy()
         ids[ids == ids[pos]] = new  # every occurrence of the swapped word
         return ids
+
+
+class SiblingSentences:
+    """Draws of a sibling: another sentence of the same video, for the ``sibling`` loss term
+    (:class:`fsan_lightning.models.criterion.SiblingTerms`; docs/model.md, "Sibling contrast").
+
+    Weak supervision gives every sentence of a video without its moment, but the sentences of one video
+    describe different moments of it. Scored at the same clips of the same video, a sentence and its
+    sibling share everything that is constant in the video (scene, actor, recording), so only words
+    found at different clips can tell them apart.
+
+    Args:
+        video_codes: int [Q], the video of each query.
+    """
+
+    def __init__(self, video_codes: np.ndarray) -> None:
+        codes = np.asarray(video_codes).tolist()
+        by_video: dict[int, list[int]] = {}
+        for i, code in enumerate(codes):
+            by_video.setdefault(code, []).append(i)
+        self._siblings = [[j for j in by_video[code] if j != i] for i, code in enumerate(codes)]
+
+    def siblings(self, index: int) -> list[int]:
+        """Indices of the other queries of query ``index``'s video (ascending)."""
+        return self._siblings[index]
+
+    def draw(self, index: int, rng: np.random.Generator) -> int | None:
+        """Index of one sibling of query ``index`` (uniform), or None for a video with one sentence."""
+        sib = self._siblings[index]
+        return sib[int(rng.integers(len(sib)))] if sib else None

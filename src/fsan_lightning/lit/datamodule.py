@@ -77,6 +77,9 @@ class GroundingDataModule(pl.LightningDataModule):
         training and validation items (`fsan_lightning.data.negatives.BindingNegatives`, for the loss term
         ``triplet_binding``): a swap is rejected when it lies within this many content words of another
         sentence of the video.
+    siblings: False (default) = no siblings in the batches; True adds one to the training and validation
+        items (another sentence of the same video, `fsan_lightning.data.negatives.SiblingSentences`, for
+        the loss term ``sibling``).
     """
 
     def __init__(self, dataset: str = "synthetic", data_dir: str | None = None, train_file: str | None = None,
@@ -91,7 +94,7 @@ class GroundingDataModule(pl.LightningDataModule):
                  duration_tolerance: float = DURATION_TOLERANCE, feature_rate: float | None = None,
                  check_cache_dir: str | None = None, subset: int | None = None,
                  annotations_dir: str | None = None, anet_sim: dict | None = None, generate_workers: int = 1,
-                 binding_tolerance: int | None = None):
+                 binding_tolerance: int | None = None, siblings: bool = False):
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"data.dataset={dataset!r}; expected one of {DATASETS}")
@@ -134,6 +137,7 @@ class GroundingDataModule(pl.LightningDataModule):
         if binding_tolerance is not None and binding_tolerance < 0:
             raise ValueError(f"data.binding_tolerance must be null or >= 0, got {binding_tolerance}")
         self.binding_tolerance = None if binding_tolerance is None else int(binding_tolerance)
+        self.siblings = bool(siblings)
         self.synthetic = dict(synthetic or {})
         self.limit_queries, self.val_fraction = limit_queries, float(val_fraction)
         self.test_fraction = float(test_fraction)
@@ -206,7 +210,8 @@ class GroundingDataModule(pl.LightningDataModule):
             self._datasets[split] = GroundingDataset(
                 self._queries[split], self._store, self.vocab, num_clips=self.num_clips,
                 max_tokens=self.max_tokens, train=split == "train", seed=self.seed, dim=self.video_dim,
-                chunked=chunked, negatives=split in ("train", "val"), binding_tolerance=self.binding_tolerance)
+                chunked=chunked, negatives=split in ("train", "val"), binding_tolerance=self.binding_tolerance,
+                siblings=self.siblings)
         for split in SPLITS:
             log.info("%s", self.report[split].split_line(split))
         log.debug("data: %d words (%d in GloVe), embeddings %s, video features %d-d, %d clips",

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .alignment import AlignmentMap, DotProductAlignment, FeatureSpaceAlignment
-from .criterion import BindingTerms, FSANCriterion, MILTripletTerms, SAPTerms, SwappedWordTerms, TripletTerms
+from .criterion import BindingTerms, FSANCriterion, MILTripletTerms, SAPTerms, SiblingTerms, SwappedWordTerms, TripletTerms
 from .encoders import CentredFeatureSpaceVideoEncoder, CentredVideoEncoder, FeatureSpaceVideoEncoder, TextEncoder, VideoEncoder, WordResidualTextEncoder
 from .fsan import FSAN, TwoStageFSAN
 from .grounders import MaxSumGrounder, SCGrounder
@@ -123,7 +123,8 @@ def effective_weights(weights: Mapping[str, float], sap_loss: bool = True, groun
 def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matching: Mapping | None = None,
                     mask_shared: str = "both", unknown_id: int | None = 1, sap: Mapping | None = None,
                     mil_temperature: float | None = None, sap_loss: bool = True, grounding_head: str = "sap",
-                    binding: Mapping | None = None, net: FSAN | None = None) -> FSANCriterion:
+                    binding: Mapping | None = None, sibling: Mapping | None = None,
+                    net: FSAN | None = None) -> FSANCriterion:
     """The loss from its config; with ``net``, checks that the two fit together (at build time).
 
     Args:
@@ -137,6 +138,9 @@ def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matchi
             (:class:`SwappedWordTerms`), "matching": {...}, **arguments}``, default :data:`BINDING_DEFAULT`
             (its ``fn`` defaults to ``matching``'s);
             it trains only with a positive ``weights["triplet_binding"]``.
+        sibling: :class:`SiblingTerms` arguments (``margin``, ``mask_shared``) plus ``matching: {...}``
+            (default: the matching score's kind, ``fn`` and ``temperature``); it trains only with a
+            positive ``weights["sibling"]`` (and ``data.siblings``).
     """
     cls, kw = _pick("matching", matching or {"kind": "raw"})
     score = cls(**kw)
@@ -153,6 +157,7 @@ def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matchi
     if grounding_head == "mlp":
         terms.insert(1, MILTripletTerms(margin, mil_temperature))
     terms.append(_binding_terms(binding, margin, score.fn))
+    terms.append(_sibling_terms(sibling, margin, matching or {"kind": "raw"}, unknown_id))
     criterion = FSANCriterion(terms, effective_weights(weights, sap_loss, grounding_head))
     if net is not None:
         check_compatible(net, criterion)
@@ -171,6 +176,18 @@ def _binding_terms(binding: Mapping | None, margin: float, fn: str) -> BindingTe
         return BINDING_TERMS[kind](mcls(**mkw), **spec)
     except TypeError as err:
         raise TypeError(f"model.loss.binding ({BINDING_TERMS[kind].__name__}): {err}") from None
+
+
+def _sibling_terms(sibling: Mapping | None, margin: float, matching: Mapping, unknown_id: int | None) -> SiblingTerms:
+    """The sibling term from ``loss.sibling`` (its score defaults to the matching score's settings)."""
+    spec = dict(sibling or {})
+    mcls, mkw = _pick("matching", {"kind": "raw", **dict(matching), **dict(spec.pop("matching", {}) or {})})
+    spec.setdefault("margin", margin)
+    spec.setdefault("unknown_id", unknown_id)
+    try:
+        return SiblingTerms(mcls(**mkw), **spec)
+    except TypeError as err:
+        raise TypeError(f"model.loss.sibling (SiblingTerms): {err}") from None
 
 
 def check_compatible(net: FSAN, criterion: FSANCriterion) -> None:

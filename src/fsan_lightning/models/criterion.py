@@ -130,6 +130,60 @@ class SwappedWordTerms(BindingTerms):
         return {"triplet_binding": loss}, {"binding_gap": _masked_mean(gap, ok).detach()}
 
 
+class SiblingTerms:
+    """``sibling``: the sentence S and a sibling S' (another sentence of the same video V) must each beat
+    the other somewhere in V, at the same clips.
+
+    ``d(S, S') = max_j (mean_i g_S[i, j] - mean_k g_S'[k, j])`` (:func:`ops.sentence_contrast_score`,
+    smooth maximum at the matching's ``temperature``) over the words of each that the other lacks; the
+    term is ``(max(0, margin - d(S, S')) + max(0, margin - d(S', S))) / 2``. Scores of one video's clips
+    share what is constant in the video, so a whole-video signature raises both means alike and cannot
+    lower the term; a map that is high wherever the video is (the shortcut of every interaction measured
+    in experiments/localization/) satisfies at most one of the two hinges. Samples without a sibling, or
+    left without words after masking, are dropped from the mean. With V <- S attention S' reads V
+    conditioned on S' (its own pass), as at test time.
+
+    Args:
+        matching: gives ``g`` and the smooth maximum's ``temperature``. margin: delta.
+        mask_shared: drop the words that both sentences contain (Decision 5's reason: they cannot differ).
+        tokens: ``"all"`` or ``"content"`` (content words only: the template's order and subject words,
+            "then", "the guy", stay out of the contrast).
+        window: clips the contrast is averaged over (:func:`ops.sentence_contrast_score`): with 1, maps that
+            are merely noisy satisfy both hinges.
+        unknown_id: id never counted as shared.
+    """
+
+    names = ("sibling",)
+
+    def __init__(self, matching: MatchingScore, margin: float = 0.2, mask_shared: bool = True,
+                 tokens: str = "all", window: int = 1, unknown_id: int | None = 1) -> None:
+        if tokens not in ("all", "content"):
+            raise ValueError(f"SiblingTerms: tokens must be 'all' or 'content', got {tokens!r}")
+        self.matching, self.margin, self.mask_shared, self.unknown_id = matching, margin, bool(mask_shared), unknown_id
+        self.tokens, self.window = tokens, int(window)
+
+    def __call__(self, tp: TrainingPass) -> Terms:
+        if tp.sib is None:
+            return {}, {}
+        tm, stm = tp.token_mask, tp.sib_token_mask
+        if self.mask_shared:
+            shared, sib_shared = ops.shared_token_masks(
+                tp.tokens, tm, tp.sib_tokens, stm, ignore_ids=() if self.unknown_id is None else (self.unknown_id,))
+            tm, stm = tm & ~shared, stm & ~sib_shared
+        if self.tokens == "content":
+            if tp.content_mask is None or tp.sib_content_mask is None:
+                raise ValueError("SiblingTerms: tokens='content' needs the content masks of both sentences")
+            tm, stm = tm & tp.content_mask, stm & tp.sib_content_mask
+        g, g_sib, vm, t = self.matching.g(tp.pos), self.matching.g(tp.sib), tp.pos.video_mask, self.matching.temperature
+        forward = ops.sentence_contrast_score(g, tm, g_sib, stm, vm, temperature=t, window=self.window)
+        backward = ops.sentence_contrast_score(g_sib, stm, g, tm, vm, temperature=t, window=self.window)
+        usable = tp.sib_ok & tm.any(dim=1) & stm.any(dim=1)
+        hinge = (torch.relu(self.margin - forward) + torch.relu(self.margin - backward)) / 2
+        stats = {"sibling_gap": _masked_mean((forward + backward) / 2, usable).detach(),
+                 "sibling_usable": usable.float().mean()}
+        return {"sibling": _masked_mean(hinge, usable)}, stats
+
+
 class SAPTerms:
     """``inner`` (Eqs. 9-10) and ``outer`` (Eqs. 11-12, Decision 2) on the positive pair's P.
 
@@ -244,6 +298,11 @@ class FSANCriterion(nn.Module):
     def needs_binding(self) -> bool:
         """Whether a term with nonzero weight reads the binding-negative pass."""
         return self.weights.get("triplet_binding", 0.0) > 0
+
+    @property
+    def needs_sibling(self) -> bool:
+        """Whether a term with nonzero weight reads the sibling pass."""
+        return self.weights.get("sibling", 0.0) > 0
 
     def forward(self, tp: TrainingPass, sap_weight: float = 1.0) -> dict:
         """Returns ``{"loss": scalar, "terms": {name: scalar}, "stats": {name: detached scalar}}``."""

@@ -1,5 +1,5 @@
 """One training step's forward passes: the sentence, a negative sentence, (a negative video), (a binding
-negative) in one batch."""
+negative), (a sibling) in one batch."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ class TrainingPass:
         bind: output on (V, S~), S~ the binding negative of S (a word swapped for one of another
             sentence of V, `fsan_lightning.data.negatives`), or None. bind_tokens, bind_token_mask: of S~.
         bind_ok: bool [B] samples that have a binding negative (None without it).
+        sib: output on (V, S'), S' another sentence of V (`fsan_lightning.data.negatives.SiblingSentences`),
+            or None. sib_tokens, sib_token_mask, sib_content_mask: of S'. sib_ok: bool [B] samples that have a sibling.
     """
 
     pos: FSANOutput
@@ -42,10 +44,15 @@ class TrainingPass:
     bind_tokens: Tensor | None = None
     bind_token_mask: Tensor | None = None
     bind_ok: Tensor | None = None
+    sib: FSANOutput | None = None
+    sib_tokens: Tensor | None = None
+    sib_token_mask: Tensor | None = None
+    sib_content_mask: Tensor | None = None
+    sib_ok: Tensor | None = None
 
 
 def run_training_pass(net: FSAN, batch: Mapping[str, Any], negative_video: bool,
-                      binding: bool = False) -> TrainingPass:
+                      binding: bool = False, sibling: bool = False) -> TrainingPass:
     """Run ``net`` once on the concatenated pairs of a training batch.
 
     Args:
@@ -55,14 +62,19 @@ def run_training_pass(net: FSAN, batch: Mapping[str, Any], negative_video: bool,
             same-``vid`` pairs).
         binding: also run the binding negative on V (batch keys ``bind_tokens``, ``bind_token_mask``,
             ``bind_ok``: the dataset's items with ``binding_tolerance`` set).
+        sibling: also run the sibling on V (batch keys ``sib_tokens``, ``sib_token_mask``, ``sib_ok``: the
+            dataset's items with ``siblings`` on).
     """
     video, vm = batch["video"], batch["video_mask"]
     B = video.shape[0]
     if binding and "bind_tokens" not in batch:
         raise ValueError("run_training_pass: binding=True (a positive loss weight 'triplet_binding') needs binding "
                          "negatives in the batch: set data.binding_tolerance (e.g. +data.binding_tolerance=0)")
+    if sibling and "sib_tokens" not in batch:
+        raise ValueError("run_training_pass: sibling=True (a positive loss weight 'sibling') needs siblings in "
+                         "the batch: set data.siblings=true")
     Ns = max(batch["tokens"].shape[1], batch["neg_tokens"].shape[1],
-             batch["bind_tokens"].shape[1] if binding else 0)
+             batch["bind_tokens"].shape[1] if binding else 0, batch["sib_tokens"].shape[1] if sibling else 0)
     tok, tm = _pad(batch["tokens"], Ns), _pad(batch["token_mask"], Ns)
     ntok, ntm = _pad(batch["neg_tokens"], Ns), _pad(batch["neg_token_mask"], Ns)
     content = batch.get("content_mask")
@@ -84,8 +96,16 @@ def run_training_pass(net: FSAN, batch: Mapping[str, Any], negative_video: bool,
         vmasks.append(vm)
         toks.append(btok)
         tmasks.append(btm)
+    if sibling:
+        stok, stm = _pad(batch["sib_tokens"], Ns), _pad(batch["sib_token_mask"], Ns)
+        scm = _pad(batch["sib_content_mask"], Ns) if "sib_content_mask" in batch else None
+        videos.append(video)
+        vmasks.append(vm)
+        toks.append(stok)
+        tmasks.append(stm)
     out = net(torch.cat(videos), torch.cat(vmasks), torch.cat(toks), torch.cat(tmasks))
     b0 = (3 if negative_video else 2) * B
+    s0 = b0 + (B if binding else 0)
     return TrainingPass(
         pos=out.select(slice(0, B)), neg=out.select(slice(B, 2 * B)),
         neg_video=out.select(slice(2 * B, 3 * B)) if negative_video else None,
@@ -94,6 +114,10 @@ def run_training_pass(net: FSAN, batch: Mapping[str, Any], negative_video: bool,
         bind=out.select(slice(b0, b0 + B)) if binding else None,
         bind_tokens=btok if binding else None, bind_token_mask=btm if binding else None,
         bind_ok=batch["bind_ok"].to(video.device) if binding else None,
+        sib=out.select(slice(s0, s0 + B)) if sibling else None,
+        sib_tokens=stok if sibling else None, sib_token_mask=stm if sibling else None,
+        sib_content_mask=scm if sibling else None,
+        sib_ok=batch["sib_ok"].to(video.device) if sibling else None,
     )
 
 

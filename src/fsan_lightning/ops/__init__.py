@@ -16,6 +16,7 @@ from .grounding import (
     outer_loss_map,
     segment_mask,
     segment_scores,
+    sentence_contrast_score,
 )
 from .losses import (
     negative_video_indices,
@@ -45,6 +46,7 @@ __all__ = [
     "segment_mask",
     "segment_scores",
     "segment_weights",
+    "sentence_contrast_score",
     "shared_token_masks",
     "temporal_iou",
     "temporal_nms",

@@ -26,6 +26,7 @@ __all__ = [
     "outer_loss_map",
     "segment_mask",
     "segment_scores",
+    "sentence_contrast_score",
 ]
 
 
@@ -103,6 +104,54 @@ def joint_matching_score(A: Tensor, token_mask: Tensor, clip_mask: Tensor, *,
     check_mask("joint_matching_score", "token_mask", token_mask, (B, Ns))
     check_clip_mask("joint_matching_score", clip_mask, (B, Nv))
     return _clip_max("joint_matching_score", _token_mean(A, token_mask), clip_mask, temperature)
+
+
+def sentence_contrast_score(A: Tensor, token_mask: Tensor, other_A: Tensor, other_mask: Tensor,
+                            clip_mask: Tensor, *, temperature: float | None = None, window: int = 1) -> Tensor:
+    """Where a sentence beats another on the same clips: ``max_j (mean_i A[i, j] - mean_k other_A[k, j])``,
+    or, with ``window`` w > 1, the max over the runs of w consecutive valid clips of that difference's mean.
+
+    Both maps are of one video (the same clips), so whatever every clip of it shares adds to both means
+    alike and cancels; only words that score high at different clips make the difference.
+
+    Args:
+        A: float [B, Ns, Nv] (``g(A)`` of the sentence). token_mask: bool [B, Ns].
+        other_A: float [B, Ns', Nv] (``g(A)`` of the other sentence on the same video). other_mask: bool [B, Ns'].
+            A side without a valid token has mean 0 at every clip.
+        clip_mask: bool [B, Nv], non-empty valid prefix.
+        temperature: None for the hard max; t > 0 for the smooth maximum ``t * log(mean_j exp(d_j / t))``
+            (over the windows).
+        window: clips per window (>= 1). The maximum of a difference rewards two maps for being noisy
+            (both ``max(d)`` and ``max(-d)`` grow with the variance of ``d``); a mean over w clips damps
+            clip-to-clip noise and keeps a contrast that lasts. A video shorter than w is one window.
+
+    Returns:
+        float [B].
+    """
+    if window < 1:
+        raise ValueError(f"sentence_contrast_score: window must be >= 1, got {window}")
+    B, Ns, Nv = A.shape
+    check_mask("sentence_contrast_score", "token_mask", token_mask, (B, Ns))
+    check_mask("sentence_contrast_score", "other_mask", other_mask, (B, other_A.shape[1]))
+    check_clip_mask("sentence_contrast_score", clip_mask, (B, Nv))
+    if other_A.shape[0] != B or other_A.shape[2] != Nv:
+        raise ValueError(f"sentence_contrast_score: other_A {tuple(other_A.shape)} must be [B={B}, Ns', Nv={Nv}]")
+    diff = _token_mean(A, token_mask) - _token_mean(other_A, other_mask)
+    if window > 1:
+        diff, clip_mask = _window_means(diff, clip_mask, window)
+    return _clip_max("sentence_contrast_score", diff, clip_mask, temperature)
+
+
+def _window_means(x: Tensor, clip_mask: Tensor, w: int) -> tuple[Tensor, Tensor]:
+    """Means of x [B, Nv] over runs of ``min(w, L)`` valid clips starting at each clip -> (means [B, Nv],
+    valid starts bool [B, Nv]); a sample with ``L <= w`` has one window, its whole valid prefix."""
+    L = clip_mask.sum(dim=1, keepdim=True)
+    k = L.clamp(max=w)  # [B, 1]
+    c = torch.nn.functional.pad(torch.where(clip_mask, x, torch.zeros_like(x)).cumsum(dim=1), (1, 0))
+    start = torch.arange(x.shape[1], device=x.device)[None, :].expand_as(x)
+    end = (start + k).clamp(max=x.shape[1])
+    means = (c.gather(1, end) - c.gather(1, start)) / k.to(x.dtype)
+    return means, start + k <= L
 
 
 def _clip_max(name: str, x: Tensor, clip_mask: Tensor, temperature: float | None) -> Tensor:
