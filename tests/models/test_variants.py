@@ -263,3 +263,30 @@ def test_two_stage_network_adds_the_map_before_the_interaction():
     torch.testing.assert_close(out.base_A, base[0])
     torch.testing.assert_close(out.base_P, base[1])
     assert ref.base_P is None and not torch.allclose(out.base_P, out.P)
+
+
+@pytest.mark.parametrize("kind", ["unpositioned_icim", "unpositioned_gated_icim"])
+def test_unpositioned_icim_is_equivariant_to_a_permutation_of_the_clips(kind):
+    from fsan_lightning.models.build import INTERACTIONS
+
+    torch.manual_seed(0)
+    icim = INTERACTIONS[kind](16, layers=2, num_heads=2, ffn_dim=24, dropout=0.0, max_tokens=8, max_clips=12)
+    if kind == "unpositioned_gated_icim":
+        _open_gates(icim, 0.7)
+    assert not any("pos" in name for name, _ in icim.named_parameters())  # nothing positional is learned
+    assert "video_pos" not in icim.state_dict()
+    S, V = torch.randn(2, 5, 16), torch.randn(2, 10, 16)
+    tm, vm = torch.ones(2, 5, dtype=torch.bool), torch.ones(2, 10, dtype=torch.bool)
+    S2, V2 = icim(S, V, tm, vm)
+    perm = torch.randperm(10)
+    S3, V3 = icim(S, V[:, perm], tm, vm)
+    torch.testing.assert_close(V3, V2[:, perm])  # a clip's output follows its content, not its place
+    torch.testing.assert_close(S3, S2)
+    # the positioned part is not equivariant: its clip tables tell places apart
+    positioned = INTERACTIONS[kind.replace("unpositioned_", "")](16, layers=2, num_heads=2, ffn_dim=24,
+                                                                  dropout=0.0, max_tokens=8, max_clips=12)
+    if kind == "unpositioned_gated_icim":
+        _open_gates(positioned, 0.7)
+    _, P2 = positioned(S, V, tm, vm)
+    _, P3 = positioned(S, V[:, perm], tm, vm)
+    assert (P3 - P2[:, perm]).abs().amax() > 1e-4

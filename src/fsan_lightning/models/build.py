@@ -17,14 +17,16 @@ from .encoders import CentredFeatureSpaceVideoEncoder, CentredVideoEncoder, Feat
 from .fsan import FSAN, TwoStageFSAN
 from .grounders import MaxSumGrounder, SCGrounder
 from .heads import MLPClipHead, MLPSegmentHead
-from .icim import ICIM, CentredLocalICIM, GatedICIM, LocalICIM, TextSideICIM
+from .icim import ICIM, CentredLocalICIM, GatedICIM, LocalICIM, TextSideICIM, UnpositionedGatedICIM, UnpositionedICIM, UnpositionedLocalICIM
 from .matching import BaseMapMatchingScore, CentredMatchingScore, JointMatchingScore, MatchingScore, PrintedMatchingScore
 
 TEXT_ENCODERS = {"transformer": TextEncoder, "word_residual": WordResidualTextEncoder}
 VIDEO_ENCODERS = {"linear": VideoEncoder, "feature_space": FeatureSpaceVideoEncoder, "centred": CentredVideoEncoder,
                   "centred_feature_space": CentredFeatureSpaceVideoEncoder}
 INTERACTIONS = {"icim": ICIM, "gated_icim": GatedICIM, "text_side_icim": TextSideICIM,
-                "local_icim": LocalICIM, "centred_local_icim": CentredLocalICIM}
+                "local_icim": LocalICIM, "centred_local_icim": CentredLocalICIM,
+                "unpositioned_icim": UnpositionedICIM, "unpositioned_gated_icim": UnpositionedGatedICIM,
+                "unpositioned_local_icim": UnpositionedLocalICIM}
 ALIGNMENTS = {"cosine": AlignmentMap, "dot": DotProductAlignment, "feature_space": FeatureSpaceAlignment}
 GROUNDERS = {"sc": SCGrounder, "maxsum": MaxSumGrounder}
 HEADS = {"segment": MLPSegmentHead, "clip": MLPClipHead}

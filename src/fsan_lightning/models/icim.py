@@ -257,3 +257,34 @@ class CentredLocalICIM(LocalICIM):
         centred = ops.centred(V, clip_mask)
         S2, V2 = super().forward(S, centred, token_mask, clip_mask)
         return S2, torch.where(clip_mask[..., None], V + V2 - centred, torch.zeros_like(V))
+
+
+class _Unpositioned:
+    """Mixin for an ICIM class: its positional encodings are fixed zeros (buffers, not parameters).
+
+    With them, a clip's score carries ``<text_pos_i, video_pos_j>``, a learned prior of where in a video a
+    word stands, shared by every video; without them, attention without windows is equivariant to a
+    permutation of the clips, so a clip's output depends on its content, the video's set of clips and
+    the sentence only. The sibling contrast (`SiblingTerms`) on `make train`'s model was learned through
+    the positional route alone (held-out 0.105 with the tables, 0.176 with them zeroed;
+    experiments/localization/README.md, session 5).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        text, video = self.text_pos.shape, self.video_pos.shape
+        del self.text_pos, self.video_pos
+        self.register_buffer("text_pos", torch.zeros(text), persistent=False)
+        self.register_buffer("video_pos", torch.zeros(video), persistent=False)
+
+
+class UnpositionedICIM(_Unpositioned, ICIM):
+    """Variant: :class:`ICIM` without positional encodings."""
+
+
+class UnpositionedGatedICIM(_Unpositioned, GatedICIM):
+    """Variant: :class:`GatedICIM` without positional encodings."""
+
+
+class UnpositionedLocalICIM(_Unpositioned, LocalICIM):
+    """Variant: :class:`LocalICIM` without positional encodings (its windows still give local order)."""
