@@ -290,3 +290,46 @@ def test_unpositioned_icim_is_equivariant_to_a_permutation_of_the_clips(kind):
     _, P2 = positioned(S, V, tm, vm)
     _, P3 = positioned(S, V[:, perm], tm, vm)
     assert (P3 - P2[:, perm]).abs().amax() > 1e-4
+
+
+FEEDBACK = {"kind": "feedback", "beta": 0.8, "temperature": 0.2,
+            "inner": {"kind": "maxsum", "tokens": "content", "threshold": 0.25}}
+
+
+def test_feedback_grounder_matches_a_literal_rereading():
+    net = make_net(base=FEATURE_SPACE_NET, grounder=FEEDBACK).double()
+    (vid, vm, tok, tm), _ = padded_pair(3)
+    vid = vid.double()
+    content = tm & (tok % 3 != 0)  # some function words
+    out = net(vid, vm, tok, tm)
+    got = net.segment_scores(out, tm, content)
+    inner = MaxSumGrounder(tokens="content", threshold=0.25)
+    with torch.no_grad():
+        S, V = out.text_features, out.video_features
+        expected = []
+        for b in range(2):
+            L, toks = int(vm[b].sum()), tm[b].nonzero().flatten().tolist()
+            chosen = [i for i in toks if content[b, i]] or toks
+            cos = torch.stack([torch.stack([F.cosine_similarity(S[b, i], V[b, j], dim=0) for j in range(L)])
+                               for i in range(S.shape[1])])
+            m = torch.stack([sum(cos[i, j] for i in chosen) / len(chosen) for j in range(L)])
+            a = torch.softmax(m / 0.2, dim=0)
+            mean_v = V[b, :L].mean(0)
+            r = sum(a[j] * (V[b, j] - mean_v) for j in range(L))
+            S2 = S[b] + 0.8 * S[b].norm(dim=-1, keepdim=True) * r / r.norm()
+            A2 = torch.zeros(1, S.shape[1], V.shape[1], dtype=torch.float64)
+            for i in toks:
+                for j in range(L):
+                    A2[0, i, j] = F.cosine_similarity(S2[i], V[b, j], dim=0)
+            P2 = ops.minmax_normalize(A2, tm[b : b + 1], vm[b : b + 1])
+            expected.append(inner(P2, tm[b : b + 1], vm[b : b + 1], content[b : b + 1])[0])
+    torch.testing.assert_close(got, torch.stack(expected))
+    # the re-reading changes the ranking inputs, and beta 0 is the inner rule on P itself
+    plain = inner(out.P, tm, vm, content)
+    assert not torch.allclose(torch.where(torch.isfinite(got), got, 0), torch.where(torch.isfinite(plain), plain, 0))
+    off = make_net(base=FEATURE_SPACE_NET, grounder={**FEEDBACK, "beta": 0.0}).double()
+    off.load_state_dict(net.state_dict())
+    torch.testing.assert_close(off.segment_scores(off(vid, vm, tok, tm), tm, content), plain)
+    assert torch.equal(net.grounder(out.P, tm, vm, content), plain)  # on a map alone: the inner rule
+    with pytest.raises(ValueError, match="beta"):
+        make_net(base=FEATURE_SPACE_NET, grounder={**FEEDBACK, "beta": -1.0})

@@ -15,7 +15,7 @@ from .alignment import AlignmentMap, DotProductAlignment, FeatureSpaceAlignment
 from .criterion import BindingTerms, FSANCriterion, MILTripletTerms, SAPTerms, SiblingTerms, SwappedWordTerms, TripletTerms
 from .encoders import CentredFeatureSpaceVideoEncoder, CentredVideoEncoder, FeatureSpaceVideoEncoder, TextEncoder, VideoEncoder, WordResidualTextEncoder
 from .fsan import FSAN, TwoStageFSAN
-from .grounders import MaxSumGrounder, SCGrounder
+from .grounders import FeedbackGrounder, MaxSumGrounder, SCGrounder
 from .heads import MLPClipHead, MLPSegmentHead
 from .icim import ICIM, CentredLocalICIM, GatedICIM, LocalICIM, TextSideICIM, UnpositionedGatedICIM, UnpositionedICIM, UnpositionedLocalICIM
 from .matching import BaseMapMatchingScore, CentredMatchingScore, JointMatchingScore, MatchingScore, PrintedMatchingScore
@@ -28,7 +28,7 @@ INTERACTIONS = {"icim": ICIM, "gated_icim": GatedICIM, "text_side_icim": TextSid
                 "unpositioned_icim": UnpositionedICIM, "unpositioned_gated_icim": UnpositionedGatedICIM,
                 "unpositioned_local_icim": UnpositionedLocalICIM}
 ALIGNMENTS = {"cosine": AlignmentMap, "dot": DotProductAlignment, "feature_space": FeatureSpaceAlignment}
-GROUNDERS = {"sc": SCGrounder, "maxsum": MaxSumGrounder}
+GROUNDERS = {"sc": SCGrounder, "maxsum": MaxSumGrounder, "feedback": FeedbackGrounder}
 HEADS = {"segment": MLPSegmentHead, "clip": MLPClipHead}
 MATCHING_SCORES = {"raw": MatchingScore, "centred": CentredMatchingScore, "printed": PrintedMatchingScore,
                    "base": BaseMapMatchingScore, "joint": JointMatchingScore}
@@ -88,6 +88,9 @@ def build_fsan(vocab_size: int, word_dim: int, video_dim: int, *, d_model: int |
     cls, kw = _pick("alignment", alignment)
     align = _make("alignment", cls, d, **kw)
     cls, kw = _pick("grounder", grounder)
+    if "inner" in kw:  # a grounder that wraps another (feedback)
+        icls, ikw = _pick("grounder", kw["inner"])
+        kw["inner"] = _make("grounder", icls, **ikw)
     ground = _make("grounder", cls, **kw)
     mlp = None
     if grounding_head == "mlp":

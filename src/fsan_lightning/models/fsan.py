@@ -114,6 +114,8 @@ class FSAN(nn.Module):
         is a head, else the grounder on ``out.P`` (``content_mask`` bool [B, Ns] for content-word rules)."""
         if out.segment_logits is not None:
             return out.segment_logits
+        if getattr(self.grounder, "reads_features", False):
+            return self.grounder.ground_output(self.alignment, out, token_mask, content_mask)
         return self.grounder(out.P, token_mask, out.video_mask, content_mask)
 
 

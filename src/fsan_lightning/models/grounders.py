@@ -2,12 +2,14 @@
 
 A grounder is a small parameter-free object: ``grounder(P, token_mask, clip_mask, content_mask)``
 -> segment scores float [B, Nv, Nv], ``-inf`` on invalid cells. The paper's is :class:`SCGrounder`;
-:class:`MaxSumGrounder` is a variant.
+:class:`MaxSumGrounder` is a variant; :class:`FeedbackGrounder` also reads the features (``reads_features``).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 from .. import ops
 
@@ -82,3 +84,56 @@ class MaxSumGrounder:
 
     def __repr__(self) -> str:
         return f"MaxSumGrounder(tokens={self.tokens!r}, threshold={self.threshold})"
+
+
+class FeedbackGrounder:
+    """Variant: ground once, move every word toward the video's clips at the sentence's moment, ground again
+    (a parameter-free text <- video attention, read at grounding time only; docs/model.md, "Feedback grounding").
+
+    The sentence's moment is ``a = softmax_j(m_j / temperature)`` over the valid clips, ``m`` the mean over
+    its content words of the cosine map (all tokens when it has none); each word ``s_i`` becomes
+    ``s_i + beta * |s_i| * unit(sum_j a_j (v_j - mean v))``, the map is recomputed by the network's alignment,
+    and ``inner`` ranks the segments of the new map. The centred clips carry what the moment has that the
+    rest of the video lacks, in this video's appearance (a factor's look varies from video to video), so the
+    words' maps sharpen where the first reading was right. The training losses never see it.
+
+    Args:
+        inner: the grounder of the re-read map (default :class:`MaxSumGrounder` over all tokens; `make
+            train`'s: content words, threshold 0.25). beta: step (0 = ``inner`` on P).
+        temperature: of the softmax over clips.
+    """
+
+    reads_features = True  # FSAN.segment_scores calls ground_output with the network's alignment
+
+    def __init__(self, inner=None, beta: float = 1.0, temperature: float = 0.1) -> None:
+        if beta < 0 or temperature <= 0:
+            raise ValueError(f"FeedbackGrounder: need beta >= 0 and temperature > 0, got {beta}, {temperature}")
+        inner = MaxSumGrounder() if inner is None else inner
+        self.inner, self.beta, self.temperature = inner, float(beta), float(temperature)
+
+    def __call__(self, P: Tensor, token_mask: Tensor, clip_mask: Tensor, content_mask: Tensor | None = None) -> Tensor:
+        """On a map alone (no features): the inner grounder."""
+        return self.inner(P, token_mask, clip_mask, content_mask)
+
+    def moment_weights(self, score_map: Tensor, token_mask: Tensor, clip_mask: Tensor,
+                       content_mask: Tensor | None) -> Tensor:
+        """score_map float [B, Ns, Nv] -> the sentence's moment ``a`` float [B, Nv] (0 on padded clips)."""
+        chosen = token_mask if content_mask is None else content_mask & token_mask
+        chosen = torch.where(chosen.any(dim=1, keepdim=True), chosen, token_mask)
+        m = (score_map * chosen[:, :, None]).sum(dim=1) / chosen.sum(dim=1, keepdim=True).clamp(min=1)
+        return torch.softmax(torch.where(clip_mask, m / self.temperature, -torch.inf), dim=1)
+
+    def ground_output(self, alignment, out, token_mask: Tensor, content_mask: Tensor | None = None) -> Tensor:
+        """``out``: an FSANOutput (text_features [B, Ns, d], video_features [B, Nv, d], cosine or A
+        [B, Ns, Nv]); alignment: the network's. -> segment scores float [B, Nv, Nv], -inf invalid."""
+        if self.beta == 0:
+            return self.inner(out.P, token_mask, out.video_mask, content_mask)
+        S, V, vm = out.text_features, out.video_features, out.video_mask
+        a = self.moment_weights(out.cosine if out.cosine is not None else out.A, token_mask, vm, content_mask)
+        r = torch.einsum("bj,bjd->bd", a, ops.centred(V, vm))
+        S2 = S + self.beta * S.norm(dim=-1, keepdim=True) * F.normalize(r, dim=-1)[:, None, :]
+        _, P2, _ = alignment(S2, V, token_mask, vm)
+        return self.inner(P2, token_mask, vm, content_mask)
+
+    def __repr__(self) -> str:
+        return f"FeedbackGrounder(inner={self.inner!r}, beta={self.beta}, temperature={self.temperature})"
