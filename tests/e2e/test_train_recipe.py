@@ -36,15 +36,18 @@ def test_recipe_builds_the_feature_space_model(recipe_run, tiny_world_dir):
     n = m.net
     assert (n.d_model, n.video_encoder.kind, n.alignment.kind, n.text_encoder.kind) == (
         None, "feature_space", "feature_space", "word_residual")
-    assert (n.grounder.kind, n.grounder.threshold, m.sap_loss, n.interaction.layers) == ("maxsum", 0.25, False, 0)
+    assert (n.grounder.kind, n.grounder.beta, n.grounder.temperature) == ("feedback", 1.0, 0.1)
+    assert (n.grounder.inner.kind, n.grounder.inner.threshold, m.sap_loss, n.interaction.layers) == ("maxsum", 0.25, False, 0)
     predictor = FSANPredictor.from_checkpoint(results["checkpoint"])
     net = predictor.module.net
     feature_dim = read_features(tiny_world_dir, "v_syn_test00000").shape[1]
     assert net.video_encoder.proj.__class__.__name__ == "Identity"
     assert net.alignment.text_proj.__class__.__name__ == "Identity"
     assert net.text_encoder.residual.weight.shape[1] == feature_dim  # d_model null -> the feature width
-    assert net.grounder.__class__.__name__ == "MaxSumGrounder" and net.grounder.threshold == 0.25
-    assert net.grounder.tokens == "content" and len(net.interaction.layers) == 0
+    assert net.grounder.__class__.__name__ == "FeedbackGrounder" and net.grounder.beta == 1.0
+    inner = net.grounder.inner  # the checkpoint rebuilds the wrapped rule too
+    assert inner.__class__.__name__ == "MaxSumGrounder" and inner.threshold == 0.25
+    assert inner.tokens == "content" and len(net.interaction.layers) == 0
     assert set(results["test"]) >= {"R1@0.5", "mIoU"}
 
 
