@@ -131,6 +131,26 @@ def test_fixed_batch_losses_are_pinned(model, row):
     _check("batch", f"{model}:{row}", batch_losses(build(model, row), fixed_batch()))
 
 
+def cpu_vendor() -> str:
+    """``vendor_id`` of /proc/cpuinfo (``GenuineIntel``, ``AuthenticAMD``), or ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
+# Two epochs of post-norm ICIM with the SAP terms on 22 test queries are chaotic: float32 rounding that
+# differs between CPU vendors (a few 1e-6 on one batch) changes a trained table4 row's R1@0.1 by 18 points
+# (54.5 on AMD EPYC, 36.4 on Intel Xeon, the same code). Their pins are kept per vendor; the simple models'
+# runs (make train's, the baselines) reproduce across vendors and are pinned once.
+PER_VENDOR = {name for name in TRAIN_CASES if name.startswith("table4_")}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(TRAIN_CASES))
 def test_tiny_world_test_metrics_are_pinned(name, tiny_world_dir, tmp_path, monkeypatch):
@@ -140,5 +160,9 @@ def test_tiny_world_test_metrics_are_pinned(name, tiny_world_dir, tmp_path, monk
     torch.set_num_threads(1)
     cfg = compose_config("train", [*TRAIN_CASES[name], *world_overrides(tiny_world_dir), *QUIET,
                                    f"paths.output_dir={tmp_path}", "trainer.max_epochs=2"])
+    section = f"train@{cpu_vendor()}" if name in PER_VENDOR else "train"
+    if not WRITE and name not in _load().get(section, {}):
+        pytest.skip(f"no pins of {name} for CPU vendor {cpu_vendor()!r}: write them with FSAN_WRITE_PINS=1 "
+                    "(on a commit whose numbers are known good)")
     results = train(cfg)
-    _check("train", name, {k: float(v) for k, v in results["test"].items() if isinstance(v, (int, float))})
+    _check(section, name, {k: float(v) for k, v in results["test"].items() if isinstance(v, (int, float))})
