@@ -49,11 +49,7 @@ class BindingNegatives:
         self._content = [frozenset(int(t) for t, c in zip(ids, cm) if c and t != unknown_id)
                          for ids, cm in zip(tokens, content)]
         self._swappable = [np.flatnonzero(cm & (ids != unknown_id)) for ids, cm in zip(tokens, content)]
-        by_video: dict[int, list[int]] = {}
-        for i, code in enumerate(np.asarray(video_codes).tolist()):
-            by_video.setdefault(code, []).append(i)
-        self._siblings = [[j for j in by_video[code] if j != i]
-                          for i, code in enumerate(np.asarray(video_codes).tolist())]
+        self._siblings = SiblingSentences(video_codes)
 
     def candidates(self, index: int) -> list[tuple[int, int]]:
         """``(position in the sentence, swapped-in token id)`` pairs of query ``index``, sorted; computed
@@ -65,7 +61,7 @@ class BindingNegatives:
 
     def _enumerate(self, index: int) -> list[tuple[int, int]]:
         own = self._content[index]
-        siblings = self._siblings[index]
+        siblings = self._siblings.siblings(index)
         out = set()
         for j in siblings:
             for new in self._content[j] - own:

@@ -162,7 +162,7 @@ def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matchi
     if grounding_head == "mlp":
         terms.insert(1, MILTripletTerms(margin, mil_temperature))
     terms.append(_binding_terms(binding, margin, score.fn))
-    terms.append(_sibling_terms(sibling, margin, matching or {"kind": "raw"}, unknown_id))
+    terms.append(_sibling_terms(sibling, margin, matching or {}, unknown_id))
     criterion = FSANCriterion(terms, effective_weights(weights, sap_loss, grounding_head))
     if net is not None:
         check_compatible(net, criterion)

@@ -25,7 +25,8 @@ class TrainingPass:
         content_mask: bool [B, Ns] content words of S, or None.
         neg_video_ok: bool [B] samples whose V- is really another video (None without V-).
         bind: output on (V, S~), S~ the binding negative of S (a word swapped for one of another
-            sentence of V, `fsan_lightning.data.negatives`), or None. bind_tokens, bind_token_mask: of S~.
+            sentence of V, `fsan_lightning.data.negatives`), or None. bind_tokens, bind_token_mask,
+            bind_content_mask: of S~.
         bind_ok: bool [B] samples that have a binding negative (None without it).
         sib: output on (V, S'), S' another sentence of V (`fsan_lightning.data.negatives.SiblingSentences`),
             or None. sib_tokens, sib_token_mask, sib_content_mask: of S'. sib_ok: bool [B] samples that have a sibling.
@@ -43,6 +44,7 @@ class TrainingPass:
     bind: FSANOutput | None = None
     bind_tokens: Tensor | None = None
     bind_token_mask: Tensor | None = None
+    bind_content_mask: Tensor | None = None
     bind_ok: Tensor | None = None
     sib: FSANOutput | None = None
     sib_tokens: Tensor | None = None
@@ -90,36 +92,30 @@ def run_training_pass(net: FSAN, batch: Mapping[str, Any], negative_video: bool,
         vmasks.append(vm[nv_idx])
         toks.append(tok)
         tmasks.append(tm)
-    if binding:
-        btok, btm = _pad(batch["bind_tokens"], Ns), _pad(batch["bind_token_mask"], Ns)
+    rows: dict[str, int] = {}  # an extra sentence on V (binding negative, sibling): its first row
+    extra: dict[str, Tensor | None] = {}
+    for prefix, wanted in (("bind", binding), ("sib", sibling)):
+        if not wanted:
+            continue
+        rows[prefix] = sum(v.shape[0] for v in videos)
+        content_key = f"{prefix}_content_mask"
+        extra[f"{prefix}_tokens"] = _pad(batch[f"{prefix}_tokens"], Ns)
+        extra[f"{prefix}_token_mask"] = _pad(batch[f"{prefix}_token_mask"], Ns)
+        extra[content_key] = _pad(batch[content_key], Ns) if content_key in batch else None
+        extra[f"{prefix}_ok"] = batch[f"{prefix}_ok"].to(video.device)
         videos.append(video)
         vmasks.append(vm)
-        toks.append(btok)
-        tmasks.append(btm)
-    if sibling:
-        stok, stm = _pad(batch["sib_tokens"], Ns), _pad(batch["sib_token_mask"], Ns)
-        scm = _pad(batch["sib_content_mask"], Ns) if "sib_content_mask" in batch else None
-        videos.append(video)
-        vmasks.append(vm)
-        toks.append(stok)
-        tmasks.append(stm)
+        toks.append(extra[f"{prefix}_tokens"])
+        tmasks.append(extra[f"{prefix}_token_mask"])
     out = net(torch.cat(videos), torch.cat(vmasks), torch.cat(toks), torch.cat(tmasks))
-    b0 = (3 if negative_video else 2) * B
-    s0 = b0 + (B if binding else 0)
+    for prefix, start in rows.items():
+        extra[prefix] = out.select(slice(start, start + B))
     return TrainingPass(
         pos=out.select(slice(0, B)), neg=out.select(slice(B, 2 * B)),
         neg_video=out.select(slice(2 * B, 3 * B)) if negative_video else None,
         tokens=tok, token_mask=tm, neg_tokens=ntok, neg_token_mask=ntm, content_mask=content,
-        neg_video_ok=nv_ok,
-        bind=out.select(slice(b0, b0 + B)) if binding else None,
-        bind_tokens=btok if binding else None, bind_token_mask=btm if binding else None,
-        bind_ok=batch["bind_ok"].to(video.device) if binding else None,
-        sib=out.select(slice(s0, s0 + B)) if sibling else None,
-        sib_tokens=stok if sibling else None, sib_token_mask=stm if sibling else None,
-        sib_content_mask=scm if sibling else None,
-        sib_ok=batch["sib_ok"].to(video.device) if sibling else None,
+        neg_video_ok=nv_ok, **extra,
     )
-
 
 def _pad(x: Tensor, n: int) -> Tensor:
     """Right-pad the last dim of [B, N] to n with 0 / False."""
