@@ -172,3 +172,16 @@ def ref_sentence_contrast_score(A: Tensor, token_mask: Tensor, other_A: Tensor, 
         w = min(window, L)
         out[b] = max(sum(d(j) for j in range(s, s + w)) / w for s in range(L - w + 1))
     return out
+
+
+def ref_moment_cross_entropy(c: Tensor, target: Tensor, clip_mask: Tensor, temperature: float) -> Tensor:
+    """-sum_j q_j log softmax_j(c_j / T) over the valid clips, q uniform over the valid target clips."""
+    out = torch.zeros(c.shape[0], dtype=c.dtype)
+    for b in range(c.shape[0]):
+        valid = [j for j in range(c.shape[1]) if clip_mask[b, j]]
+        inside = [j for j in valid if target[b, j]]
+        if not inside:
+            continue
+        log_z = math.log(sum(math.exp(float(c[b, j]) / temperature) for j in valid))
+        out[b] = -sum(float(c[b, j]) / temperature - log_z for j in inside) / len(inside)
+    return out

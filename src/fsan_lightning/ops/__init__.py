@@ -19,6 +19,7 @@ from .grounding import (
     sentence_contrast_score,
 )
 from .losses import (
+    moment_cross_entropy,
     negative_video_indices,
     segment_weights,
     shared_token_masks,
@@ -39,6 +40,7 @@ __all__ = [
     "matching_score",
     "maxsum_segment_scores",
     "minmax_normalize",
+    "moment_cross_entropy",
     "negative_video_indices",
     "outer_loss_map",
     "rank_moments",

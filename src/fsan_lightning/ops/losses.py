@@ -11,6 +11,7 @@ from ._checks import check_mask
 from ._segments import segment_mask
 
 __all__ = [
+    "moment_cross_entropy",
     "negative_video_indices",
     "segment_weights",
     "shared_token_masks",
@@ -67,6 +68,31 @@ def weighted_segment_loss(weights: Tensor, loss_map: Tensor) -> Tensor:
         float [B].
     """
     return (weights * loss_map).flatten(1).sum(dim=1)
+
+
+def moment_cross_entropy(clip_scores: Tensor, target: Tensor, clip_mask: Tensor, temperature: float) -> Tensor:
+    """Cross-entropy of a moment given clip by clip: ``-sum_j q_j log softmax_j(c_j / temperature)``.
+
+    ``q`` is uniform over the target clips; the softmax runs over the valid clips. Not one of FSAN's terms:
+    it trains a map from moments (ground truth, for a ceiling study, or a teacher's pseudo-moments;
+    experiments/localization/moment_training.py).
+
+    Args:
+        clip_scores: float [B, Nv] (e.g. the content-word mean of the cosine map).
+        target: bool [B, Nv] the moment's clips (only valid clips count).
+        clip_mask: bool [B, Nv] valid prefix. temperature: > 0.
+
+    Returns:
+        float [B]; 0 for a sample whose target holds no valid clip.
+    """
+    check_mask("moment_cross_entropy", "clip_mask", clip_mask, tuple(clip_scores.shape))
+    check_mask("moment_cross_entropy", "target", target, tuple(clip_scores.shape))
+    if temperature <= 0:
+        raise ValueError(f"moment_cross_entropy: temperature must be > 0, got {temperature}")
+    target = target & clip_mask
+    logp = torch.log_softmax(torch.where(clip_mask, clip_scores / temperature, -torch.inf), dim=1)
+    q = target.to(clip_scores.dtype) / target.sum(dim=1, keepdim=True).clamp(min=1).to(clip_scores.dtype)
+    return -(q * torch.where(target, logp, torch.zeros_like(logp))).sum(dim=1)
 
 
 def shared_token_masks(
