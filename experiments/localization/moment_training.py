@@ -9,13 +9,12 @@ The network is the one the overrides compose (on ``--experiment``, `synthetic_cp
   run measures what a parameterisation can reach on the world at this data size when the localization signal
   is perfect (its ceiling), so that a weakly supervised target can be compared with it.
 - ``--targets teacher --teacher CKPT``: the top-1 segment of a trained network (a `sweep.py` / `SWEEP_SAVE`
-  checkpoint of `make train`'s recipe) read with its own grounder's feedback step and max-sum rule, on each
+  or Lightning checkpoint of `make train`'s recipe, whose grounder is `FeedbackGrounder`) read with its own grounder's feedback step and max-sum rule, on each
   training query (self-training on pseudo-moments); ``--joint LAM`` subtracts LAM x the maximum over the other
   sentences of the same training video of their content-word mean maps first (a sentence competes with its
   siblings for the clips). The ground truth is read only to print the pseudo-moments' accuracy.
 
-Options: ``--temperature`` (of the clip softmax, 0.05), ``--weak W`` (adds W x the module's weak loss),
-``--init CKPT`` (start from a state dict), ``--freeze-base`` (train only the interaction's parameters, its
+Options: ``--temperature`` (of the clip softmax, 0.05), ``--init CKPT`` (start from a state dict), ``--freeze-base`` (train only the interaction's parameters, its
 positional tables excepted: a refinement of a converged base), ``--lr`` (with ``--freeze-base``),
 ``--save PATH`` (state dict of the best epoch by val mIoU), ``--experiment``. Every number printed is on validation; test is
 never read. Records: experiments/localization/README.md, "Session 6".
@@ -30,7 +29,6 @@ import time
 
 import torch
 from hydra import compose, initialize_config_module
-from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sweep  # noqa: E402
@@ -46,15 +44,6 @@ def content_mean(M: torch.Tensor, token_mask: torch.Tensor, content_mask: torch.
     return (M * sel[:, :, None]).sum(1) / sel.sum(1, keepdim=True).clamp(min=1)
 
 
-def feedback_map(net, out, token_mask, video_mask, content_mask) -> torch.Tensor:
-    """The feedback grounder's re-read map P2 [B, Ns, Nv] (net.grounder must be a FeedbackGrounder)."""
-    g = net.grounder
-    a = g.moment_weights(out.cosine, token_mask, video_mask, content_mask)
-    r = torch.einsum("bj,bjd->bd", a, ops.centred(out.video_features, video_mask))
-    S2 = out.text_features + g.beta * out.text_features.norm(dim=-1, keepdim=True) * F.normalize(r, dim=-1)[:, None, :]
-    return net.alignment(S2, out.video_features, token_mask, video_mask)[1]
-
-
 def pseudo_moments(dm, teacher, joint: float) -> dict[int, torch.Tensor]:
     """qidx -> bool [Nv] the teacher's top-1 moment of every training query (see the module docstring)."""
     ds, net = dm._datasets["train"], teacher.net
@@ -65,7 +54,7 @@ def pseudo_moments(dm, teacher, joint: float) -> dict[int, torch.Tensor]:
             for b in dm._loader(ds, 128):
                 tm, vm, cm = b["token_mask"], b["video_mask"], b["content_mask"]
                 out = net(b["video"], vm, b["tokens"], tm)
-                pbar = content_mean(feedback_map(net, out, tm, vm, cm), tm, cm)
+                pbar = content_mean(net.grounder.refined_map(net.alignment, out, tm, cm), tm, cm)
                 for k, q in enumerate(b["qidx"].tolist()):
                     rows[q] = (b["vid"][k], pbar[k], vm[k], float(b["duration"][k]), b["gt"][k])
     finally:
@@ -104,7 +93,6 @@ def main() -> None:
     parser.add_argument("--teacher-overrides", default="", help="space-separated overrides of the teacher's config")
     parser.add_argument("--joint", type=float, default=0.0)
     parser.add_argument("--temperature", type=float, default=0.05)
-    parser.add_argument("--weak", type=float, default=0.0)
     parser.add_argument("--init")
     parser.add_argument("--freeze-base", action="store_true")
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -154,8 +142,6 @@ def main() -> None:
             else:
                 moment = torch.stack([targets[q] for q in b["qidx"].tolist()])[:, : vm.shape[1]]
             loss = ops.moment_cross_entropy(scores, moment, vm, args.temperature).mean()
-            if args.weak:
-                loss = loss + args.weak * module.losses(b)["loss"]
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -123,17 +123,21 @@ class FeedbackGrounder:
         m = (score_map * chosen[:, :, None]).sum(dim=1) / chosen.sum(dim=1, keepdim=True).clamp(min=1)
         return torch.softmax(torch.where(clip_mask, m / self.temperature, -torch.inf), dim=1)
 
-    def ground_output(self, alignment, out, token_mask: Tensor, content_mask: Tensor | None = None) -> Tensor:
+    def refined_map(self, alignment, out, token_mask: Tensor, content_mask: Tensor | None = None) -> Tensor:
         """``out``: an FSANOutput (text_features [B, Ns, d], video_features [B, Nv, d], cosine or A
-        [B, Ns, Nv]); alignment: the network's. -> segment scores float [B, Nv, Nv], -inf invalid."""
-        if self.beta == 0:
-            return self.inner(out.P, token_mask, out.video_mask, content_mask)
+        [B, Ns, Nv]); alignment: the network's. -> the re-read map P2 float [B, Ns, Nv]."""
         S, V, vm = out.text_features, out.video_features, out.video_mask
         a = self.moment_weights(out.cosine if out.cosine is not None else out.A, token_mask, vm, content_mask)
         r = torch.einsum("bj,bjd->bd", a, ops.centred(V, vm))
         S2 = S + self.beta * S.norm(dim=-1, keepdim=True) * F.normalize(r, dim=-1)[:, None, :]
-        _, P2, _ = alignment(S2, V, token_mask, vm)
-        return self.inner(P2, token_mask, vm, content_mask)
+        return alignment(S2, V, token_mask, vm)[1]
+
+    def ground_output(self, alignment, out, token_mask: Tensor, content_mask: Tensor | None = None) -> Tensor:
+        """As :meth:`refined_map`, then ``inner`` -> segment scores float [B, Nv, Nv], -inf invalid."""
+        if self.beta == 0:
+            return self.inner(out.P, token_mask, out.video_mask, content_mask)
+        P2 = self.refined_map(alignment, out, token_mask, content_mask)
+        return self.inner(P2, token_mask, out.video_mask, content_mask)
 
     def __repr__(self) -> str:
         return f"FeedbackGrounder(inner={self.inner!r}, beta={self.beta}, temperature={self.temperature})"
