@@ -27,6 +27,7 @@ PAPER_NET = {
     "text_encoder": {"kind": "transformer", "layers": 1}, "video_encoder": {"kind": "linear"},
     "interaction": {"kind": "icim", "layers": 6, "max_tokens": 64, "max_clips": 256},
     "alignment": {"kind": "cosine"}, "grounder": {"kind": "sc"}, "head": {"kind": "segment", "hidden": 256},
+    "salience": None,
 }
 PAPER_LOSS = {
     "weights": {"triplet": 1 / 3, "inner": 1 / 3, "outer": 1 / 3}, "margin": 0.2,

@@ -138,15 +138,17 @@ def chosen_tokens(token_mask, subset, b):
     return chosen if chosen.numel() else toks
 
 
-def ref_maxsum(P, token_mask, clip_mask, subset=None, alpha=0.0):
-    """MS(s,e) = sum_{j=s..e} (pbar_j - mean_{k<L} pbar_k - alpha * sd), pbar_j = mean over chosen tokens,
-    sd the population standard deviation of pbar over the L valid clips."""
+def ref_maxsum(P, token_mask, clip_mask, subset=None, alpha=0.0, weights=None):
+    """MS(s,e) = sum_{j=s..e} (pbar_j - mean_{k<L} pbar_k - alpha * sd), pbar_j = mean over chosen tokens
+    (weighted by ``weights[b, i]`` when given), sd the population standard deviation of pbar over the L
+    valid clips."""
     B, _Ns, Nv = P.shape
     out = torch.full((B, Nv, Nv), -math.inf, dtype=P.dtype)
     for b in range(B):
         toks = chosen_tokens(token_mask, subset, b).tolist()
         L = int(clip_mask[b].sum())
-        pbar = [sum(P[b, i, j] for i in toks) / len(toks) for j in range(L)]
+        w = {i: (1.0 if weights is None else float(weights[b, i])) for i in toks}
+        pbar = [sum(w[i] * P[b, i, j] for i in toks) / sum(w.values()) for j in range(L)]
         mean = sum(pbar) / L
         sd = math.sqrt(sum((x - mean) ** 2 for x in pbar) / L)
         for s in range(L):
@@ -184,4 +186,17 @@ def ref_moment_cross_entropy(c: Tensor, target: Tensor, clip_mask: Tensor, tempe
             continue
         log_z = math.log(sum(math.exp(float(c[b, j]) / temperature) for j in valid))
         out[b] = -sum(float(c[b, j]) / temperature - log_z for j in inside) / len(inside)
+    return out
+
+
+def ref_within_video_variance(video: Tensor, clip_mask: Tensor, directions: Tensor) -> Tensor:
+    """var[b, k]: population variance over the valid clips j of sum_d video[b, j, d] * directions[k, d]."""
+    B, K = video.shape[0], directions.shape[0]
+    out = torch.zeros(B, K, dtype=video.dtype)
+    for b in range(B):
+        L = int(clip_mask[b].sum())
+        for k in range(K):
+            proj = [float(sum(video[b, j, d] * directions[k, d] for d in range(video.shape[2]))) for j in range(L)]
+            mean = sum(proj) / L
+            out[b, k] = sum((x - mean) ** 2 for x in proj) / L
     return out

@@ -110,7 +110,8 @@ def main() -> None:
     targets = None
     if args.targets == "teacher":
         teacher = runtime.build_module(tcfg, dm)
-        teacher.load_state_dict(torch.load(args.teacher, weights_only=False)["state_dict"])
+        teacher.load_state_dict(torch.load(args.teacher, weights_only=False)["state_dict"], strict=False)
+        teacher.fit_word_salience(dm)  # a no-op without net.salience, or when the checkpoint holds it
         teacher.eval()
         targets = pseudo_moments(dm, teacher, args.joint)
     else:
@@ -119,6 +120,7 @@ def main() -> None:
     if args.init:
         got = module.load_state_dict(torch.load(args.init, weights_only=False)["state_dict"], strict=False)
         print(f"init from {args.init}: {len(got.missing_keys)} parameters left at their initialisation", flush=True)
+    module.fit_word_salience(dm)
     if args.freeze_base:
         for n, p in module.named_parameters():
             p.requires_grad_(".interaction." in n and not n.endswith("_pos"))

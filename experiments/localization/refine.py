@@ -51,7 +51,8 @@ def main() -> None:
     module = runtime.build_module(cfg, dm)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     missing, unexpected = module.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("net.interaction.layers") for k in missing):
+    module.fit_word_salience(dm)  # when the configured net has a salience the checkpoint lacks
+    if unexpected or any(not k.startswith(("net.interaction.layers", "net.salience.")) for k in missing):
         raise SystemExit(f"the checkpoint does not fit: missing {missing}, unexpected {unexpected}")
     trained = []
     for name, p in module.named_parameters():

@@ -85,6 +85,7 @@ def main() -> None:
     torch.manual_seed(int(cfg.seed))
     dm = runtime.build_datamodule(cfg)
     module = runtime.build_module(cfg, dm)
+    module.fit_word_salience(dm)  # as FSANModule.on_fit_start does (a no-op without net.salience)
     opt = module.configure_optimizers()
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
     sched = None

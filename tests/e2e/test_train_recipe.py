@@ -48,6 +48,9 @@ def test_recipe_builds_the_feature_space_model(recipe_run, tiny_world_dir):
     inner = net.grounder.inner  # the checkpoint rebuilds the wrapped rule too
     assert inner.__class__.__name__ == "MaxSumGrounder" and inner.threshold == 0.25
     assert inner.tokens == "content" and len(net.interaction.layers) == 0
+    # the word salience was fitted from the training split before training and travels in the checkpoint
+    # (the tiny world's words are all in fewer than 10 training videos: equal weights here; see below)
+    assert dict(n.salience) == {"min_videos": 10, "power": 0.5} and bool(net.salience.fitted)
     assert set(results["test"]) >= {"R1@0.5", "mIoU"}
 
 
@@ -59,3 +62,27 @@ def test_recipe_checkpoint_predicts_what_the_test_run_wrote(recipe_run, tiny_wor
     for ref in rows[:5]:
         got = predictor.predict(ref["query"], read_features(tiny_world_dir, ref["vid"]), ref["duration"])
         assert_same_windows(got["pred_relevant_windows"], ref["pred_relevant_windows"])
+
+
+def test_fitted_salience_travels_in_the_checkpoint(tiny_world_dir, tmp_path, monkeypatch):
+    """With words frequent enough to be weighted, the checkpoint's predictor reproduces the test run's windows,
+    and the weights change what the network grounds."""
+    from fsan_lightning.train import train
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    torch.set_num_threads(1)
+    cfg = compose_config("train", ["experiment=synthetic_cpu", *world_overrides(tiny_world_dir), *QUIET,
+                                   f"paths.output_dir={tmp_path}", "trainer.max_epochs=1",
+                                   "model.net.salience.min_videos=2"])
+    results = train(cfg)
+    predictor = FSANPredictor.from_checkpoint(results["checkpoint"])
+    salience = predictor.module.net.salience
+    assert bool(salience.fitted) and torch.count_nonzero(salience.logits) > 0
+    rows = [json.loads(line) for line in (tmp_path / "predictions_test.jsonl").read_text().splitlines()]
+    for ref in rows[:5]:
+        got = predictor.predict(ref["query"], read_features(tiny_world_dir, ref["vid"]), ref["duration"])
+        assert_same_windows(got["pred_relevant_windows"], ref["pred_relevant_windows"])
+    salience.logits.zero_()  # equal weights: some query grounds elsewhere
+    changed = [predictor.predict(r["query"], read_features(tiny_world_dir, r["vid"]), r["duration"])
+               ["pred_relevant_windows"][0] != r["pred_relevant_windows"][0] for r in rows]
+    assert any(changed)

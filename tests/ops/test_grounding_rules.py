@@ -48,6 +48,42 @@ def test_maxsum_matches_literal_loops(seed):
 
 
 @pytest.mark.parametrize("seed", range(3))
+def test_weighted_maxsum_matches_literal_loops(seed):
+    P, tm, cm, content = random_case(seed)
+    w = torch.rand(tm.shape, generator=torch.Generator().manual_seed(seed), dtype=P.dtype) * 3 + 0.01
+    torch.testing.assert_close(
+        ops.maxsum_segment_scores(P, tm, cm, score_token_mask=content, threshold=0.3, token_weights=w),
+        ref_maxsum(P, tm, cm, content, alpha=0.3, weights=w), **TOL
+    )
+    # equal weights are the plain mean; a common factor changes nothing
+    torch.testing.assert_close(
+        ops.maxsum_segment_scores(P, tm, cm, score_token_mask=content, token_weights=torch.full_like(w, 2.5)),
+        ops.maxsum_segment_scores(P, tm, cm, score_token_mask=content), **TOL
+    )
+
+
+def test_weighted_maxsum_hand_case():
+    # two words over 3 clips; weights 3 : 1 -> pbar = (0.75, 0.25, 0.0) for word maps (1, 0, 0) and (0, 1, 0)
+    P = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+    tm, cm = torch.ones(1, 2, dtype=torch.bool), torch.ones(1, 3, dtype=torch.bool)
+    got = ops.maxsum_segment_scores(P, tm, cm, token_weights=torch.tensor([[3.0, 1.0]]))
+    c = torch.tensor([0.75, 0.25, 0.0]) - 1 / 3
+    assert got[0, 0, 0].item() == pytest.approx(float(c[0]))
+    assert got[0, 0, 1].item() == pytest.approx(float(c[0] + c[1]))
+    assert got[0, 1, 1].item() == pytest.approx(float(c[1]))
+
+
+def test_weighted_maxsum_refuses_bad_weights():
+    P, tm, cm, _ = random_case(0)
+    with pytest.raises(ValueError, match="token_weights must be float of shape"):
+        ops.maxsum_segment_scores(P, tm, cm, token_weights=torch.ones(tm.shape[0], tm.shape[1] + 1))
+    bad = torch.ones(tm.shape)
+    bad[0, 0] = 0.0
+    with pytest.raises(ValueError, match=r"token_weights of sample\(s\) \[0\] are not finite and > 0"):
+        ops.maxsum_segment_scores(P, tm, cm, token_weights=bad)
+
+
+@pytest.mark.parametrize("seed", range(3))
 def test_segment_scores_pos_subset_matches_literal_loops(seed):
     P, tm, cm, content = random_case(seed)
     torch.testing.assert_close(

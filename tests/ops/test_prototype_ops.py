@@ -12,8 +12,10 @@ from fsan_lightning.ops.prototype import (
     first_occurrences,
     prototype_alignment,
     prototype_segment_scores,
+    within_video_variance,
     word_prototypes,
 )
+from reference_ops import ref_within_video_variance
 from helpers import assert_import_avoids
 
 
@@ -136,3 +138,20 @@ def test_alignment_scores_and_fallback_hand_case():
 def test_baseline_mathematics_imports_neither_lightning_nor_hydra():
     assert_import_avoids(["fsan_lightning.ops.max_sum", "fsan_lightning.ops.prototype", "fsan_lightning.baselines.prototype"],
                          ("pytorch_lightning", "lightning.", "hydra"))
+
+
+def test_within_video_variance_matches_literal_loops():
+    g = torch.Generator().manual_seed(0)
+    video = torch.randn(3, 6, 4, generator=g, dtype=torch.float64)
+    mask = prefix_mask([6, 4, 1], 6)
+    dirs = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(within_video_variance(video, mask, dirs), ref_within_video_variance(video, mask, dirs))
+
+
+def test_within_video_variance_hand_case():
+    # clips (0,0), (2,0), (4,1) on direction (1,0): projections 0, 2, 4 -> variance 8/3; padding ignored
+    video = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [4.0, 1.0], [100.0, 100.0]]])
+    got = within_video_variance(video, prefix_mask([3], 4), torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    torch.testing.assert_close(got, torch.tensor([[8 / 3, 2 / 9]]))
+    with pytest.raises(ValueError, match="need video"):
+        within_video_variance(video, prefix_mask([3], 4), torch.ones(2, 3))

@@ -33,6 +33,7 @@ from fsan_lightning.ops.prototype import (
     centred_clip_scores,
     prototype_alignment,
     prototype_segment_scores,
+    within_video_variance,
     word_prototypes,
 )
 from fsan_lightning.ops.temporal import rank_moments
@@ -80,13 +81,30 @@ def query_word_mask(batch: dict, content_only: bool = True, allowed: torch.Tenso
     return mask
 
 
-def fit_prototypes(batches: Iterable[dict], vocab_size: int, *, min_videos: int = 1, content_only: bool = True,
-                   allowed: torch.Tensor | None = None) -> PrototypeFit:
-    """Fit the prototypes in one pass over training batches (``video``, ``video_mask``, ``tokens``,
-    ``token_mask``, ``content_mask``, ``vid``); a video seen in several batches counts once.
+@dataclass
+class VideoWords:
+    """The training split as the weakly supervised fits see it (float64 / int64 tensors).
 
-    Raises ValueError on a batch that carries timestamps (``gt``/``gt_all``): fitting is weakly
-    supervised and must never see them.
+    video_means: [N, D] per-video mean of the raw valid clip features. pair_word, pair_video: [P] the (word id,
+    video index) pairs "a sentence of video v contains word w" (repeats kept). clip_mean, clip_std: [D]
+    per-dimension statistics of all valid training clips (a constant dimension has std 1). vids: the N video ids.
+    """
+
+    video_means: torch.Tensor
+    pair_word: torch.Tensor
+    pair_video: torch.Tensor
+    clip_mean: torch.Tensor
+    clip_std: torch.Tensor
+    vids: list[str]
+
+
+def gather_video_words(batches: Iterable[dict], *, content_only: bool = True, allowed: torch.Tensor | None = None,
+                       caller: str = "gather_video_words") -> VideoWords:
+    """One pass over training batches (``video``, ``video_mask``, ``tokens``, ``token_mask``, ``content_mask``,
+    ``vid``); a video seen in several batches counts once.
+
+    Raises ValueError (prefixed with ``caller``) on a batch that carries timestamps (``gt``/``gt_all``): the
+    fits are weakly supervised and must never see them; on a video without a valid clip; on no batches.
     """
     index: dict[str, int] = {}
     video_means: list[torch.Tensor] = []
@@ -97,8 +115,8 @@ def fit_prototypes(batches: Iterable[dict], vocab_size: int, *, min_videos: int 
     for b, batch in enumerate(batches):
         leaked = [k for k in TIMESTAMP_KEYS if k in batch]
         if leaked:
-            raise ValueError(f"fit_prototypes: batch {b} carries timestamps {leaked}; the prototype baseline is "
-                             "weakly supervised and is fitted from training batches (features and sentences) only")
+            raise ValueError(f"{caller}: batch {b} carries timestamps {leaked}; the fit is weakly supervised "
+                             "and reads training batches (features and sentences) only")
         video = batch["video"].detach().to("cpu", torch.float64)
         clip_mask = batch["video_mask"].cpu()
         words = query_word_mask(batch, content_only, allowed).cpu()
@@ -108,7 +126,7 @@ def fit_prototypes(batches: Iterable[dict], vocab_size: int, *, min_videos: int 
                 index[vid] = len(index)
                 x = video[i][clip_mask[i]]
                 if x.shape[0] == 0:
-                    raise ValueError(f"fit_prototypes: video {vid!r} (batch {b}) has no valid clip")
+                    raise ValueError(f"{caller}: video {vid!r} (batch {b}) has no valid clip")
                 clip_sum = x.sum(0) if clip_sum is None else clip_sum + x.sum(0)
                 clip_sq = (x * x).sum(0) if clip_sq is None else clip_sq + (x * x).sum(0)
                 num_clips += x.shape[0]
@@ -117,15 +135,82 @@ def fit_prototypes(batches: Iterable[dict], vocab_size: int, *, min_videos: int 
             pair_word.append(ids)
             pair_video.append(torch.full_like(ids, index[vid]))
     if not index:
-        raise ValueError("fit_prototypes: the training batches are empty")
+        raise ValueError(f"{caller}: the training batches are empty")
     mean = clip_sum / num_clips
     var = clip_sq / num_clips - mean * mean
     # a dimension constant over the training clips carries nothing: leave it unscaled
     std = torch.where(var > 1e-12, var.clamp(min=1e-12).sqrt(), torch.ones_like(var))
-    standardised = (torch.stack(video_means) - mean) / std
-    protos, num_videos = word_prototypes(standardised, torch.cat(pair_word), torch.cat(pair_video), vocab_size,
-                                         min_videos)
-    return PrototypeFit(mean.float(), std.float(), protos.float(), num_videos, len(index))
+    return VideoWords(torch.stack(video_means), torch.cat(pair_word), torch.cat(pair_video), mean, std, list(index))
+
+
+def fit_prototypes(batches: Iterable[dict], vocab_size: int, *, min_videos: int = 1, content_only: bool = True,
+                   allowed: torch.Tensor | None = None) -> PrototypeFit:
+    """Fit the prototypes in one pass over training batches (`gather_video_words`); a video seen in several
+    batches counts once.
+
+    Raises ValueError on a batch that carries timestamps (``gt``/``gt_all``): fitting is weakly
+    supervised and must never see them.
+    """
+    data = gather_video_words(batches, content_only=content_only, allowed=allowed, caller="fit_prototypes")
+    standardised = (data.video_means - data.clip_mean) / data.clip_std
+    protos, num_videos = word_prototypes(standardised, data.pair_word, data.pair_video, vocab_size, min_videos)
+    return PrototypeFit(data.clip_mean.float(), data.clip_std.float(), protos.float(), num_videos, len(data.vids))
+
+
+def fit_local_visibility(batches: Iterable[dict], vocab_size: int, *, min_videos: int = 10,
+                         content_only: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """How much each word shows *at moments* in the training videos that mention it (weakly supervised).
+
+    Two passes over ``batches`` (iterable twice, e.g. a DataLoader): `gather_video_words`, then for every word
+    in at least ``min_videos`` videos, its prototype direction ``u_w`` (`word_prototypes` on the standardised
+    video means) and the variance of each video's standardised clips along it (`within_video_variance`):
+    ``est_w = mean_{v mentions w} var_v(u_w) - mean_{v does not} var_v(u_w)``. A word with no visual trace,
+    or one that is constant within its videos (a scene, an actor), scores about 0; a word that shows where
+    its event is scores high. Never reads timestamps (a batch with them is refused).
+
+    Returns:
+        estimate: float64 [V] (0 for words below ``min_videos``). num_videos: int64 [V] distinct videos per word.
+    """
+    data = gather_video_words(batches, content_only=content_only, caller="fit_local_visibility")
+    N = len(data.vids)
+    protos, num_videos = word_prototypes((data.video_means - data.clip_mean) / data.clip_std, data.pair_word,
+                                         data.pair_video, vocab_size, min_videos)
+    words = torch.nonzero(protos.norm(dim=1) > 0)[:, 0]
+    estimate = torch.zeros(vocab_size, dtype=torch.float64)
+    if N < 2 or not len(words):
+        return estimate, num_videos
+    column = torch.full((vocab_size,), -1, dtype=torch.long)
+    column[words] = torch.arange(len(words))
+    index = {vid: i for i, vid in enumerate(data.vids)}
+    pairs = torch.unique(data.pair_word.long() * N + data.pair_video.long())
+    mentions = [[] for _ in range(N)]
+    for w, v in zip((pairs // N).tolist(), (pairs % N).tolist()):
+        if column[w] >= 0:
+            mentions[v].append(int(column[w]))
+    directions = protos[words].float()
+    var_in = torch.zeros(len(words), dtype=torch.float64)
+    var_all = torch.zeros(len(words), dtype=torch.float64)
+    done: set[str] = set()
+    for batch in batches:
+        fresh = []
+        for i, vid in enumerate(batch["vid"]):
+            if vid not in done and vid in index:
+                done.add(vid)
+                fresh.append(i)
+        if not fresh:
+            continue
+        rows = torch.tensor(fresh)
+        x = (batch["video"][rows].detach().cpu().double() - data.clip_mean) / data.clip_std
+        var = within_video_variance(x.float(), batch["video_mask"][rows].cpu(), directions).double()
+        var_all += var.sum(dim=0)
+        for r, i in enumerate(fresh):
+            cols = mentions[index[batch["vid"][i]]]
+            if cols:
+                var_in[cols] += var[r, cols]
+    n = num_videos[words].double()
+    outside = (N - n).clamp(min=1)
+    estimate[words] = torch.where(n < N, var_in / n - (var_all - var_in) / outside, var_in / n)
+    return estimate, num_videos
 
 
 def prototype_scores(batch: dict, mean: torch.Tensor, std: torch.Tensor, prototypes: torch.Tensor,

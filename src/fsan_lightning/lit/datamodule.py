@@ -427,6 +427,12 @@ class GroundingDataModule(pl.LightningDataModule):
         self._train_sampler.set_epoch(self._epoch)  # Lightning sets it again at each epoch start
         return self._loader(self._datasets["train"], self.batch_size, self._train_sampler)
 
+    def fit_dataloader(self) -> DataLoader:
+        """Every training item once, in order, on every rank (fits from the training split before training,
+        e.g. the word salience; the items carry no timestamps)."""
+        self._require_ready()
+        return self._loader(self._datasets["train"], self.eval_batch_size)
+
     def val_dataloader(self) -> DataLoader:
         self._require_ready()
         return self._loader(self._datasets["val"], self.eval_batch_size)

@@ -11,6 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from fsan_lightning.baselines.prototype import fit_local_visibility
 from fsan_lightning.lit.evaluation import EvalRanking, GroundingEvaluation, check_eval_protocol
 from fsan_lightning.models import build_criterion, build_fsan, run_training_pass
 
@@ -85,6 +86,26 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
         self._init_evaluation()
 
     # ------------------------------------------------------------------ helpers
+    def fit_word_salience(self, datamodule) -> bool:
+        """Fit the network's word salience (if it has one and it is not fitted yet) from the training split's
+        features and sentences (`fit_local_visibility` over ``datamodule.fit_dataloader()``: every training
+        item once, the same on every rank; never timestamps). Returns True when it fitted."""
+        salience = self.net.salience
+        if salience is None or bool(salience.fitted):
+            return False
+        estimate, num_videos = fit_local_visibility(datamodule.fit_dataloader(), self.net.vocab_size,
+                                                    min_videos=salience.min_videos)
+        salience.set_estimate(estimate, num_videos)
+        return True
+
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if self.net.salience is not None and not bool(self.net.salience.fitted):
+            if datamodule is None or not hasattr(datamodule, "fit_dataloader"):
+                raise RuntimeError("model.net.salience is fitted from the training split: pass the "
+                                   "GroundingDataModule to trainer.fit (or call fit_word_salience first)")
+            self.fit_word_salience(datamodule)
+
     def load_word_vectors(self, matrix: torch.Tensor) -> None:
         """Copy the data side's embedding matrix [V, E] into the network."""
         self.net.load_word_vectors(torch.as_tensor(matrix, dtype=torch.float32))

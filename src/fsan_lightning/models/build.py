@@ -18,6 +18,7 @@ from .fsan import FSAN, TwoStageFSAN
 from .grounders import FeedbackGrounder, MaxSumGrounder, SCGrounder
 from .heads import MLPClipHead, MLPSegmentHead
 from .icim import ICIM, CentredLocalICIM, GatedICIM, LocalICIM, TextSideICIM, UnpositionedGatedICIM, UnpositionedICIM, UnpositionedLocalICIM
+from .salience import WordSalience
 from .matching import BaseMapMatchingScore, CentredMatchingScore, JointMatchingScore, MatchingScore, PrintedMatchingScore
 
 TEXT_ENCODERS = {"transformer": TextEncoder, "word_residual": WordResidualTextEncoder}
@@ -61,7 +62,8 @@ def _make(part: str, cls: type, *args, **kwargs):
 def build_fsan(vocab_size: int, word_dim: int, video_dim: int, *, d_model: int | None, num_heads: int,
                ffn_dim: int, dropout: float, text_encoder: Mapping, video_encoder: Mapping, interaction: Mapping,
                alignment: Mapping, grounder: Mapping, head: Mapping | None = None, cross_attn: bool = True,
-               inner_attn: bool = True, grounding_head: str = "sap", kind: str = "fsan") -> FSAN:
+               inner_attn: bool = True, grounding_head: str = "sap", kind: str = "fsan",
+               salience: Mapping | None = None) -> FSAN:
     """The network from its parts' configs.
 
     Args:
@@ -72,6 +74,9 @@ def build_fsan(vocab_size: int, word_dim: int, video_dim: int, *, d_model: int |
             ``head`` is built only for ``grounding_head="mlp"``.
         cross_attn, inner_attn, grounding_head: Table 4 switches.
         kind: the network class: ``"fsan"`` (the paper) or ``"two_stage"`` (also the map before the interaction).
+        salience: None (equal word weights, the paper) or the arguments of :class:`~.salience.WordSalience`
+            (``min_videos``, ``power``, ``floor``); it is fitted from the training split before training
+            (``FSANModule.fit_word_salience``).
     """
     if grounding_head not in ("sap", "mlp"):
         raise ValueError(f"build_fsan: grounding_head must be 'sap' or 'mlp', got {grounding_head!r}")
@@ -98,8 +103,11 @@ def build_fsan(vocab_size: int, word_dim: int, video_dim: int, *, d_model: int |
             raise ValueError("build_fsan: grounding_head='mlp' needs a head config")
         cls, kw = _pick("head", head)
         mlp = _make("head", cls, d, dropout=dropout, **kw)
+    sal = None if salience is None else _make("salience", WordSalience, vocab_size, **dict(salience))
+    if sal is not None and isinstance(ground, SCGrounder):
+        raise ValueError("build_fsan: net.salience needs a maxsum or feedback grounder (SC takes no token weights)")
     network, _ = _pick("network", {"kind": kind})
-    return network(text, video, inter, align, ground, mlp)
+    return network(text, video, inter, align, ground, mlp, salience=sal)
 
 
 def effective_weights(weights: Mapping[str, float], sap_loss: bool = True, grounding_head: str = "sap") -> dict[str, float]:

@@ -27,6 +27,8 @@ class FSANOutput:
         instance_logits, instance_mask: the head's MIL instances [B, *I] (with a head), else None.
         base_A, base_P, base_cosine: the alignment map of the features before the interaction
             (:class:`TwoStageFSAN`), else None.
+        token_weights: float [B, Ns] the words' weights in the grounders' token means (a network with a
+            :class:`~.salience.WordSalience`), else None (equal weights).
     """
 
     A: Tensor
@@ -41,6 +43,7 @@ class FSANOutput:
     base_A: Tensor | None = None
     base_P: Tensor | None = None
     base_cosine: Tensor | None = None
+    token_weights: Tensor | None = None
 
     def select(self, index: slice | Tensor) -> FSANOutput:
         """The same output restricted to the samples ``index`` (a slice or an index tensor)."""
@@ -62,10 +65,14 @@ class FSAN(nn.Module):
         grounder: (P, masks, content_mask) -> segment scores (:class:`~.grounders.SCGrounder`, ...).
         head: None (ground on P, the paper) or an MLP head on V'' (Table 4 row 1), whose segment
             logits then replace the grounder's scores.
+        salience: None (the paper: the grounders average the words equally) or a
+            :class:`~.salience.WordSalience`, whose per-word weights the grounders' token means use
+            (``FSANOutput.token_weights``); it never enters the training losses.
     """
 
     def __init__(self, text_encoder: nn.Module, video_encoder: nn.Module, interaction: nn.Module,
-                 alignment: nn.Module, grounder, head: nn.Module | None = None) -> None:
+                 alignment: nn.Module, grounder, head: nn.Module | None = None,
+                 salience: nn.Module | None = None) -> None:
         super().__init__()
         self.text_encoder = text_encoder
         self.video_encoder = video_encoder
@@ -73,6 +80,7 @@ class FSAN(nn.Module):
         self.alignment = alignment
         self.grounder = grounder
         self.head = head
+        self.salience = salience
 
     @property
     def vocab_size(self) -> int:
@@ -90,7 +98,14 @@ class FSAN(nn.Module):
             tokens: int64 [B, Ns] ids (0 = padding). token_mask: bool [B, Ns], >= 1 valid token.
         """
         S, V = self._encode(video, video_mask, tokens, token_mask)
-        return self._align(*self.interaction(S, V, token_mask, video_mask), token_mask, video_mask)
+        return self._align(*self.interaction(S, V, token_mask, video_mask), token_mask, video_mask,
+                           token_weights=self._token_weights(tokens, token_mask))
+
+    def _token_weights(self, tokens: Tensor, token_mask: Tensor) -> Tensor | None:
+        """The salience's weights float [B, Ns] (1 on padding), or None without a salience part."""
+        if self.salience is None:
+            return None
+        return torch.where(token_mask, self.salience(torch.where(token_mask, tokens, 0)), 1.0)
 
     def _encode(self, video: Tensor, video_mask: Tensor, tokens: Tensor, token_mask: Tensor) -> tuple[Tensor, Tensor]:
         """Checked inputs -> the encoders' S' [B, Ns, d] and V' [B, Nv, d]."""
@@ -116,7 +131,7 @@ class FSAN(nn.Module):
             return out.segment_logits
         if getattr(self.grounder, "reads_features", False):
             return self.grounder.ground_output(self.alignment, out, token_mask, content_mask)
-        return self.grounder(out.P, token_mask, out.video_mask, content_mask)
+        return self.grounder(out.P, token_mask, out.video_mask, content_mask, out.token_weights)
 
 
 class TwoStageFSAN(FSAN):
@@ -134,7 +149,8 @@ class TwoStageFSAN(FSAN):
         S, V = self._encode(video, video_mask, tokens, token_mask)
         base_A, base_P, base_cosine = self.alignment(S, V, token_mask, video_mask)
         S2, V2 = self.interaction(S.detach(), V.detach(), token_mask, video_mask)
-        return self._align(S2, V2, token_mask, video_mask, base_A=base_A, base_P=base_P, base_cosine=base_cosine)
+        return self._align(S2, V2, token_mask, video_mask, base_A=base_A, base_P=base_P, base_cosine=base_cosine,
+                           token_weights=self._token_weights(tokens, token_mask))
 
 
 def check_inputs(video: Tensor, video_mask: Tensor, tokens: Tensor, token_mask: Tensor, vocab_size: int) -> None:

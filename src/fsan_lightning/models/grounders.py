@@ -1,7 +1,8 @@
 """Grounders: rank the segments of a video from the alignment map P (paper Sec. 3.4, Eq. 8).
 
-A grounder is a small parameter-free object: ``grounder(P, token_mask, clip_mask, content_mask)``
--> segment scores float [B, Nv, Nv], ``-inf`` on invalid cells. The paper's is :class:`SCGrounder`;
+A grounder is a small parameter-free object: ``grounder(P, token_mask, clip_mask, content_mask,
+token_weights=None)`` -> segment scores float [B, Nv, Nv], ``-inf`` on invalid cells; ``token_weights``
+float [B, Ns] (a network's :class:`~.salience.WordSalience`) weight the token mean of the max-sum rules. The paper's is :class:`SCGrounder`;
 :class:`MaxSumGrounder` is a variant; :class:`FeedbackGrounder` also reads the features (``reads_features``).
 """
 
@@ -44,8 +45,11 @@ class SCGrounder:
         _check_choice("SCGrounder", "min_tokens", min_tokens)
         self.pos_tokens, self.min_tokens = pos_tokens, min_tokens
 
-    def __call__(self, P: Tensor, token_mask: Tensor, clip_mask: Tensor, content_mask: Tensor | None = None) -> Tensor:
+    def __call__(self, P: Tensor, token_mask: Tensor, clip_mask: Tensor, content_mask: Tensor | None = None,
+                 token_weights: Tensor | None = None) -> Tensor:
         """P float [B, Ns, Nv], masks bool -> SC float [B, Nv, Nv], -inf invalid."""
+        if token_weights is not None:
+            raise ValueError("SCGrounder does not take token weights (word salience); use the maxsum or feedback grounder")
         return ops.segment_scores(
             P, token_mask, clip_mask,
             min_token_mask=_tokens("SCGrounder", self.min_tokens, token_mask, content_mask),
@@ -74,12 +78,13 @@ class MaxSumGrounder:
             raise ValueError(f"MaxSumGrounder: threshold must be >= 0, got {threshold}")
         self.tokens, self.threshold = tokens, float(threshold)
 
-    def __call__(self, P: Tensor, token_mask: Tensor, clip_mask: Tensor, content_mask: Tensor | None = None) -> Tensor:
-        """P float [B, Ns, Nv], masks bool -> float [B, Nv, Nv], -inf invalid."""
+    def __call__(self, P: Tensor, token_mask: Tensor, clip_mask: Tensor, content_mask: Tensor | None = None,
+                 token_weights: Tensor | None = None) -> Tensor:
+        """P float [B, Ns, Nv], masks bool, token_weights float [B, Ns] or None -> float [B, Nv, Nv], -inf invalid."""
         return ops.maxsum_segment_scores(
             P, token_mask, clip_mask,
             score_token_mask=_tokens("MaxSumGrounder", self.tokens, token_mask, content_mask),
-            threshold=self.threshold,
+            threshold=self.threshold, token_weights=token_weights,
         )
 
     def __repr__(self) -> str:
@@ -91,7 +96,7 @@ class FeedbackGrounder:
     (a parameter-free text <- video attention, read at grounding time only; docs/model.md, "Feedback grounding").
 
     The sentence's moment is ``a = softmax_j(m_j / temperature)`` over the valid clips, ``m`` the mean over
-    its content words of the cosine map (all tokens when it has none); each word ``s_i`` becomes
+    its content words of the cosine map (all tokens when it has none; weighted by ``token_weights`` when given); each word ``s_i`` becomes
     ``s_i + beta * |s_i| * unit(sum_j a_j (v_j - mean v))``, the map is recomputed by the network's alignment,
     and ``inner`` ranks the segments of the new map. The centred clips carry what the moment has that the
     rest of the video lacks, in this video's appearance (a factor's look varies from video to video), so the
@@ -111,23 +116,28 @@ class FeedbackGrounder:
         inner = MaxSumGrounder() if inner is None else inner
         self.inner, self.beta, self.temperature = inner, float(beta), float(temperature)
 
-    def __call__(self, P: Tensor, token_mask: Tensor, clip_mask: Tensor, content_mask: Tensor | None = None) -> Tensor:
+    def __call__(self, P: Tensor, token_mask: Tensor, clip_mask: Tensor, content_mask: Tensor | None = None,
+                 token_weights: Tensor | None = None) -> Tensor:
         """On a map alone (no features): the inner grounder."""
-        return self.inner(P, token_mask, clip_mask, content_mask)
+        return self.inner(P, token_mask, clip_mask, content_mask, token_weights)
 
     def moment_weights(self, score_map: Tensor, token_mask: Tensor, clip_mask: Tensor,
-                       content_mask: Tensor | None) -> Tensor:
-        """score_map float [B, Ns, Nv] -> the sentence's moment ``a`` float [B, Nv] (0 on padded clips)."""
+                       content_mask: Tensor | None, token_weights: Tensor | None = None) -> Tensor:
+        """score_map float [B, Ns, Nv], token_weights float [B, Ns] or None -> the sentence's moment ``a``
+        float [B, Nv] (0 on padded clips)."""
         chosen = token_mask if content_mask is None else content_mask & token_mask
         chosen = torch.where(chosen.any(dim=1, keepdim=True), chosen, token_mask)
-        m = (score_map * chosen[:, :, None]).sum(dim=1) / chosen.sum(dim=1, keepdim=True).clamp(min=1)
+        w = chosen.to(score_map.dtype) if token_weights is None else torch.where(chosen, token_weights, 0.0)
+        m = (score_map * w[:, :, None]).sum(dim=1) / w.sum(dim=1, keepdim=True).clamp(min=1e-12)
         return torch.softmax(torch.where(clip_mask, m / self.temperature, -torch.inf), dim=1)
 
     def refined_map(self, alignment, out, token_mask: Tensor, content_mask: Tensor | None = None) -> Tensor:
         """``out``: an FSANOutput (text_features [B, Ns, d], video_features [B, Nv, d], cosine or A
-        [B, Ns, Nv]); alignment: the network's. -> the re-read map P2 float [B, Ns, Nv]."""
+        [B, Ns, Nv], token_weights [B, Ns] or None); alignment: the network's. -> the re-read map P2 float
+        [B, Ns, Nv]."""
         S, V, vm = out.text_features, out.video_features, out.video_mask
-        a = self.moment_weights(out.cosine if out.cosine is not None else out.A, token_mask, vm, content_mask)
+        a = self.moment_weights(out.cosine if out.cosine is not None else out.A, token_mask, vm, content_mask,
+                                out.token_weights)
         r = torch.einsum("bj,bjd->bd", a, ops.centred(V, vm))
         S2 = S + self.beta * S.norm(dim=-1, keepdim=True) * F.normalize(r, dim=-1)[:, None, :]
         return alignment(S2, V, token_mask, vm)[1]
@@ -135,9 +145,9 @@ class FeedbackGrounder:
     def ground_output(self, alignment, out, token_mask: Tensor, content_mask: Tensor | None = None) -> Tensor:
         """As :meth:`refined_map`, then ``inner`` -> segment scores float [B, Nv, Nv], -inf invalid."""
         if self.beta == 0:
-            return self.inner(out.P, token_mask, out.video_mask, content_mask)
+            return self.inner(out.P, token_mask, out.video_mask, content_mask, out.token_weights)
         P2 = self.refined_map(alignment, out, token_mask, content_mask)
-        return self.inner(P2, token_mask, out.video_mask, content_mask)
+        return self.inner(P2, token_mask, out.video_mask, content_mask, out.token_weights)
 
     def __repr__(self) -> str:
         return f"FeedbackGrounder(inner={self.inner!r}, beta={self.beta}, temperature={self.temperature})"

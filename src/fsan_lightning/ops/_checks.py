@@ -39,6 +39,16 @@ def check_mask(name: str, label: str, mask: Tensor, shape: tuple[int, ...]) -> N
         raise ValueError(f"{name}: {label} must have shape {tuple(shape)}, got {tuple(mask.shape)}")
 
 
+def check_weights(name: str, weights: Tensor, token_mask: Tensor) -> None:
+    """Check that token ``weights`` are floats of ``token_mask``'s shape, finite and > 0 on valid tokens."""
+    if not weights.is_floating_point() or tuple(weights.shape) != tuple(token_mask.shape):
+        raise ValueError(f"{name}: token_weights must be float of shape {tuple(token_mask.shape)}, "
+                         f"got {weights.dtype} {tuple(weights.shape)}")
+    bad = token_mask & ~(torch.isfinite(weights) & (weights > 0))
+    if bool(bad.any()):
+        raise ValueError(f"{name}: token_weights of sample(s) {_first(bad.any(dim=1))} are not finite and > 0 on valid tokens")
+
+
 def check_clip_mask(name: str, clip_mask: Tensor, shape: tuple[int, int]) -> None:
     """Check that ``clip_mask`` [B, Nv] is bool, non-empty per sample and a prefix."""
     check_mask(name, "clip_mask", clip_mask, shape)

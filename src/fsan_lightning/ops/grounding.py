@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import check_clip_mask, check_map, check_mask
+from ._checks import check_clip_mask, check_map, check_mask, check_weights
 from ._segments import centred, masked_window_sums, outside_means, segment_lengths, segment_mask, window_sums
 
 __all__ = [
@@ -188,10 +188,12 @@ def _chosen_tokens(name: str, token_mask: Tensor, chosen_mask: Tensor | None) ->
     return torch.where(narrowed.any(dim=1, keepdim=True), narrowed, token_mask)
 
 
-def _token_mean(P: Tensor, chosen: Tensor) -> Tensor:
-    """Mean over the ``chosen`` tokens [B, Ns] of P [B, Ns, Nv] -> [B, Nv] (P already sanitized)."""
-    Pc = torch.where(chosen[:, :, None], P, torch.zeros_like(P))
-    return Pc.sum(dim=1) / chosen.sum(dim=1, keepdim=True).clamp(min=1).to(P.dtype)
+def _token_mean(P: Tensor, chosen: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Mean over the ``chosen`` tokens [B, Ns] of P [B, Ns, Nv] -> [B, Nv] (P already sanitized); with
+    ``weights`` float [B, Ns] (> 0) the weighted mean ``sum_i w_i P_i / sum_i w_i`` over the chosen tokens."""
+    w = chosen.to(P.dtype) if weights is None else torch.where(chosen, weights.to(P.dtype), torch.zeros_like(P[..., 0]))
+    Pc = torch.where(chosen[:, :, None], P, torch.zeros_like(P)) * w[:, :, None]
+    return Pc.sum(dim=1) / w.sum(dim=1, keepdim=True).clamp(min=1e-12)
 
 
 def _sanitize(P: Tensor, token_mask: Tensor, clip_mask: Tensor, fill: float) -> Tensor:
@@ -245,6 +247,7 @@ def maxsum_segment_scores(
     *,
     score_token_mask: Tensor | None = None,
     threshold: float = 0.0,
+    token_weights: Tensor | None = None,
 ) -> Tensor:
     """Centred window sums of the token-mean map (an alternative to Eq. 8, not the paper's rule).
 
@@ -260,6 +263,8 @@ def maxsum_segment_scores(
         threshold: alpha >= 0: ``c_j = pbar_j - mean(pbar) - alpha * std(pbar)`` (population std over
             the video's valid clips): a clip joins the segment only when it lies alpha standard
             deviations above the video's mean. 0 is the plain rule; larger values give shorter runs.
+        token_weights: float [B, Ns] (> 0) or None: ``pbar`` is then the weighted mean over the chosen tokens
+            (word salience, docs/model.md); None weights them equally.
 
     Returns:
         float [B, Nv, Nv], ``-inf`` on invalid cells.
@@ -268,7 +273,9 @@ def maxsum_segment_scores(
     P = _sanitize(P, token_mask, clip_mask, 0.0)
     if threshold < 0:
         raise ValueError(f"maxsum_segment_scores: threshold must be >= 0, got {threshold}")
-    pbar = _token_mean(P, _chosen_tokens("maxsum_segment_scores", token_mask, score_token_mask))
+    if token_weights is not None:
+        check_weights("maxsum_segment_scores", token_weights, token_mask)
+    pbar = _token_mean(P, _chosen_tokens("maxsum_segment_scores", token_mask, score_token_mask), token_weights)
     c = centred(pbar, clip_mask)
     if threshold:
         L = clip_mask.sum(dim=1, keepdim=True).to(P.dtype)

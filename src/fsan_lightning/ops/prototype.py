@@ -20,6 +20,7 @@ __all__ = [
     "prototype_alignment",
     "prototype_segment_scores",
     "word_prototypes",
+    "within_video_variance",
 ]
 
 
@@ -79,6 +80,31 @@ def word_prototypes(
     keep = (num_videos[:, None] >= min_videos) & (norm > 1e-12)
     protos = torch.where(keep, protos / norm.clamp(min=1e-12), torch.zeros_like(protos))
     return protos, num_videos
+
+
+def within_video_variance(video: Tensor, clip_mask: Tensor, directions: Tensor) -> Tensor:
+    """Variance over each video's valid clips of the clips' projections on each direction.
+
+    ``var[b, k] = mean_j (x_bj . u_k - mean_j' x_bj' . u_k)^2`` over the valid clips ``j`` (population
+    variance). A word whose direction ``u_k`` varies inside the videos that mention it shows at moments; one
+    that is constant over them (a scene, an actor) shows everywhere or nowhere.
+
+    Args:
+        video: float [B, Nv, D]. clip_mask: bool [B, Nv] valid prefix. directions: float [K, D].
+
+    Returns:
+        float [B, K].
+    """
+    if video.dim() != 3 or directions.dim() != 2 or directions.shape[1] != video.shape[2]:
+        raise ValueError(f"within_video_variance: need video [B, Nv, D] and directions [K, D], got "
+                         f"{tuple(video.shape)}, {tuple(directions.shape)}")
+    B, Nv, _ = video.shape
+    check_clip_mask("within_video_variance", clip_mask, (B, Nv))
+    proj = torch.einsum("bnd,kd->bnk", video, directions.to(video.dtype))
+    valid = clip_mask[:, :, None].to(proj.dtype)
+    n = valid.sum(dim=1).clamp(min=1)  # [B, 1]
+    mean = (proj * valid).sum(dim=1) / n
+    return ((proj - mean[:, None, :]) ** 2 * valid).sum(dim=1) / n
 
 
 def prototype_alignment(
