@@ -72,22 +72,27 @@ def literal_local_visibility(batches, vocab_size: int, min_videos: int) -> torch
 
 def test_local_visibility_matches_the_literal_estimate_and_tells_the_words_apart():
     batches = small_world()
-    est, counts = fit_local_visibility(batches, 6, min_videos=3)
+    est, estimated, counts = fit_local_visibility(batches, 6, min_videos=3)
     torch.testing.assert_close(est, literal_local_visibility(batches, 6, 3), rtol=1e-5, atol=1e-6)
+    assert estimated.tolist() == [False, False, True, True, True, False]
     assert counts[FUNCTION] == 0 and est[FUNCTION] == 0  # a function word is not a content word
     # the word at moments varies inside its videos; the scene word is constant in them; the hidden one is absent
     assert est[MOMENT] > 0.5
     assert abs(float(est[SCENE])) < est[MOMENT] / 5 and abs(float(est[HIDDEN])) < est[MOMENT] / 5
-    # below min_videos a word gets no estimate
-    est_all, _ = fit_local_visibility(batches, 6, min_videos=1000)
-    assert torch.count_nonzero(est_all) == 0
+    # a word needs min_videos videos that mention it and min_videos that do not
+    n_videos = 40
+    limit = min(int(counts[MOMENT]), n_videos - int(counts[MOMENT]))
+    for k, expected in ((limit, True), (limit + 1, False)):
+        est_k, estimated_k, _ = fit_local_visibility(batches, 6, min_videos=k)
+        assert bool(estimated_k[MOMENT]) is expected
+        assert torch.all(est_k[~estimated_k] == 0)
 
 
 def test_local_visibility_counts_a_repeated_video_once_and_refuses_timestamps():
     batches = small_world(n=20)
-    est, counts = fit_local_visibility(batches, 6, min_videos=2)
+    est, _, counts = fit_local_visibility(batches, 6, min_videos=2)
     twice = [*batches, batches[0]]  # the same 10 videos again (another sentence per video in a real split)
-    est2, counts2 = fit_local_visibility(twice, 6, min_videos=2)
+    est2, _, counts2 = fit_local_visibility(twice, 6, min_videos=2)
     torch.testing.assert_close(est2, est)
     torch.testing.assert_close(counts2, counts)
     leaked = {**batches[0], "gt": torch.zeros(10, 2)}
@@ -98,13 +103,13 @@ def test_local_visibility_counts_a_repeated_video_once_and_refuses_timestamps():
 def test_salience_logits_policy_hand_case():
     s = WordSalience(6, min_videos=2, power=0.5, floor=0.01)
     assert torch.equal(s(torch.tensor([[2, 3]])), torch.ones(1, 2)) and not bool(s.fitted)  # unfitted: the mean
-    # words 2, 3, 4 qualify (estimates 4, 1, -1: median 1); word 5 is too rare
-    s.set_estimate(torch.tensor([0.0, 0.0, 4.0, 1.0, -1.0, 9.0]), torch.tensor([0, 0, 5, 2, 3, 1]))
+    # words 2, 3, 4 have estimates (4, 1, -1: median 1); word 5 has none
+    s.set_estimate(torch.tensor([0.0, 0.0, 4.0, 1.0, -1.0, 9.0]), torch.tensor([False, False, True, True, True, False]))
     assert bool(s.fitted)
     w = s(torch.tensor([[2, 3, 4, 5, 0]]))[0].tolist()
     assert w == pytest.approx([2.0, 1.0, math.sqrt(0.01), 1.0, 1.0])  # sqrt(4 / 1), the median, the floor, rare
     with pytest.raises(ValueError, match="must be \\[6\\]"):
-        s.set_estimate(torch.zeros(5), torch.zeros(5))
+        s.set_estimate(torch.zeros(5), torch.zeros(5, dtype=torch.bool))
     with pytest.raises(ValueError, match="min_videos >= 1"):
         WordSalience(6, min_videos=0)
 

@@ -162,23 +162,26 @@ def fit_local_visibility(batches: Iterable[dict], vocab_size: int, *, min_videos
     """How much each word shows *at moments* in the training videos that mention it (weakly supervised).
 
     Two passes over ``batches`` (iterable twice, e.g. a DataLoader): `gather_video_words`, then for every word
-    in at least ``min_videos`` videos, its prototype direction ``u_w`` (`word_prototypes` on the standardised
+    that at least ``min_videos`` videos mention and at least ``min_videos`` do not (the contrast needs both
+    groups: on a split of 16 videos no word qualifies at 10), its prototype direction ``u_w`` (`word_prototypes` on the standardised
     video means) and the variance of each video's standardised clips along it (`within_video_variance`):
     ``est_w = mean_{v mentions w} var_v(u_w) - mean_{v does not} var_v(u_w)``. A word with no visual trace,
     or one that is constant within its videos (a scene, an actor), scores about 0; a word that shows where
     its event is scores high. Never reads timestamps (a batch with them is refused).
 
     Returns:
-        estimate: float64 [V] (0 for words below ``min_videos``). num_videos: int64 [V] distinct videos per word.
+        estimate: float64 [V] (0 where not estimated). estimated: bool [V] the words that got an estimate.
+        num_videos: int64 [V] distinct videos per word.
     """
     data = gather_video_words(batches, content_only=content_only, caller="fit_local_visibility")
     N = len(data.vids)
     protos, num_videos = word_prototypes((data.video_means - data.clip_mean) / data.clip_std, data.pair_word,
                                          data.pair_video, vocab_size, min_videos)
-    words = torch.nonzero(protos.norm(dim=1) > 0)[:, 0]
+    estimated = (protos.norm(dim=1) > 0) & (N - num_videos >= min_videos)
+    words = torch.nonzero(estimated)[:, 0]
     estimate = torch.zeros(vocab_size, dtype=torch.float64)
-    if N < 2 or not len(words):
-        return estimate, num_videos
+    if not len(words):
+        return estimate, estimated, num_videos
     column = torch.full((vocab_size,), -1, dtype=torch.long)
     column[words] = torch.arange(len(words))
     index = {vid: i for i, vid in enumerate(data.vids)}
@@ -208,9 +211,8 @@ def fit_local_visibility(batches: Iterable[dict], vocab_size: int, *, min_videos
             if cols:
                 var_in[cols] += var[r, cols]
     n = num_videos[words].double()
-    outside = (N - n).clamp(min=1)
-    estimate[words] = torch.where(n < N, var_in / n - (var_all - var_in) / outside, var_in / n)
-    return estimate, num_videos
+    estimate[words] = var_in / n - (var_all - var_in) / (N - n)
+    return estimate, estimated, num_videos
 
 
 def prototype_scores(batch: dict, mean: torch.Tensor, std: torch.Tensor, prototypes: torch.Tensor,

@@ -93,9 +93,9 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
         salience = self.net.salience
         if salience is None or bool(salience.fitted):
             return False
-        estimate, num_videos = fit_local_visibility(datamodule.fit_dataloader(), self.net.vocab_size,
-                                                    min_videos=salience.min_videos)
-        salience.set_estimate(estimate, num_videos)
+        estimate, estimated, _ = fit_local_visibility(datamodule.fit_dataloader(), self.net.vocab_size,
+                                                      min_videos=salience.min_videos)
+        salience.set_estimate(estimate, estimated)
         return True
 
     def on_fit_start(self) -> None:

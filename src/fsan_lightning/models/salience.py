@@ -17,12 +17,14 @@ from torch import Tensor, nn
 class WordSalience(nn.Module):
     """Per-word weights of the grounders' token means, from the training split's visibility estimate.
 
-    ``logit_w = power * log(max(est_w, floor * m) / m)`` for a word in at least ``min_videos`` training
-    videos, ``m`` the median estimate of those words; 0 (the median word's weight) for rarer words, whose
-    estimate is mostly noise. The logits are buffers: saved in checkpoints, never trained.
+    ``logit_w = power * log(max(est_w, floor * m) / m)`` for a word with an estimate, ``m`` the median
+    estimate of those words; 0 (the median word's weight) for the others (too rare, or in too many videos
+    for a contrast, where an estimate would be mostly noise). The logits are buffers: saved in checkpoints,
+    never trained.
 
     Args:
-        vocab_size: V. min_videos: fewest training videos for a word to get its own weight.
+        vocab_size: V. min_videos: the fit's (`fit_local_visibility`): fewest training videos that mention a
+            word, and that do not, for it to get its own weight.
         power: how far the weights follow the estimate (1: proportional to it; 0: the plain mean).
         floor: the smallest ``est / m`` (a word that does not show at all), so weights >= ``floor ** power``.
     """
@@ -40,16 +42,16 @@ class WordSalience(nn.Module):
         """tokens int64 [B, Ns] -> weights float [B, Ns] (> 0; 1 for every token before fitting)."""
         return self.logits[tokens].exp()
 
-    def set_estimate(self, estimate: Tensor, num_videos: Tensor) -> None:
-        """estimate float [V], num_videos int [V] (`word_visibility`) -> the logits; marks the part fitted.
+    def set_estimate(self, estimate: Tensor, estimated: Tensor) -> None:
+        """estimate float [V], estimated bool [V] (`fit_local_visibility`) -> the logits; marks the part fitted.
 
         Raises ValueError when the shapes are not the vocabulary's."""
         V = self.logits.shape[0]
-        if tuple(estimate.shape) != (V,) or tuple(num_videos.shape) != (V,):
-            raise ValueError(f"WordSalience: estimate and num_videos must be [{V}], got "
-                             f"{tuple(estimate.shape)}, {tuple(num_videos.shape)}")
+        if tuple(estimate.shape) != (V,) or tuple(estimated.shape) != (V,) or estimated.dtype != torch.bool:
+            raise ValueError(f"WordSalience: estimate (float) and estimated (bool) must be [{V}], got "
+                             f"{tuple(estimate.shape)}, {tuple(estimated.shape)} {estimated.dtype}")
         est = estimate.detach().to(self.logits.device, torch.float64)
-        own = num_videos.to(self.logits.device) >= self.min_videos
+        own = estimated.to(self.logits.device)
         logits = torch.zeros_like(est)
         if own.any():
             m = est[own].median().clamp(min=1e-12)
