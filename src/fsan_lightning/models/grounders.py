@@ -2,8 +2,8 @@
 
 A grounder is a small parameter-free object: ``grounder(P, token_mask, clip_mask, content_mask,
 token_weights=None)`` -> segment scores float [B, Nv, Nv], ``-inf`` on invalid cells; ``token_weights``
-float [B, Ns] (a network's :class:`~.salience.WordSalience`) weight the token mean of the max-sum rules. The paper's is :class:`SCGrounder`;
-:class:`MaxSumGrounder` is a variant; :class:`FeedbackGrounder` also reads the features (``reads_features``).
+float [B, Ns] (a network's :class:`~.salience.WordSalience`) weight the token mean of the max-sum rules.
+The paper's is :class:`SCGrounder`; :class:`MaxSumGrounder` is a variant; :class:`FeedbackGrounder` also reads the features (``reads_features``).
 """
 
 from __future__ import annotations
@@ -96,9 +96,10 @@ class FeedbackGrounder:
     (a parameter-free text <- video attention, read at grounding time only; docs/model.md, "Feedback grounding").
 
     The sentence's moment is ``a = softmax_j(m_j / temperature)`` over the valid clips, ``m`` the mean over
-    its content words of the cosine map (all tokens when it has none; weighted by ``token_weights`` when given); each word ``s_i`` becomes
-    ``s_i + beta * |s_i| * unit(sum_j a_j (v_j - mean v))``, the map is recomputed by the network's alignment,
-    and ``inner`` ranks the segments of the new map. The centred clips carry what the moment has that the
+    its content words of the cosine map (all tokens when it has none; weighted by the output's
+    ``token_weights`` when it has them); each word ``s_i`` becomes
+    ``s_i + beta * |s_i| * unit(sum_j a_j (v_j - mean v))``, the map is recomputed by the network's
+    alignment, and ``inner`` ranks the segments of the new map. The centred clips carry what the moment has that the
     rest of the video lacks, in this video's appearance (a factor's look varies from video to video), so the
     words' maps sharpen where the first reading was right. The training losses never see it.
 
