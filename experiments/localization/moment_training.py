@@ -120,7 +120,12 @@ def main() -> None:
     if args.init:
         got = module.load_state_dict(torch.load(args.init, weights_only=False)["state_dict"], strict=False)
         print(f"init from {args.init}: {len(got.missing_keys)} parameters left at their initialisation", flush=True)
-    module.fit_word_salience(dm)
+    train_items, was = dm._datasets["train"], dm._datasets["train"].train
+    train_items.train = True  # the salience is fitted weakly: items without their ground truth (the fit refuses them)
+    try:
+        module.fit_word_salience(dm)
+    finally:
+        train_items.train = was
     if args.freeze_base:
         for n, p in module.named_parameters():
             p.requires_grad_(".interaction." in n and not n.endswith("_pos"))
