@@ -37,13 +37,6 @@ from fsan_lightning import _entry as runtime  # noqa: E402
 from fsan_lightning import ops  # noqa: E402
 
 
-def content_mean(M: torch.Tensor, token_mask: torch.Tensor, content_mask: torch.Tensor) -> torch.Tensor:
-    """[B, Ns, Nv] -> [B, Nv]: the mean over content words (all tokens for a sentence without one)."""
-    sel = content_mask & token_mask
-    sel = torch.where(sel.any(1, keepdim=True), sel, token_mask)
-    return (M * sel[:, :, None]).sum(1) / sel.sum(1, keepdim=True).clamp(min=1)
-
-
 def pseudo_moments(dm, teacher, joint: float) -> dict[int, torch.Tensor]:
     """qidx -> bool [Nv] the teacher's top-1 moment of every training query (see the module docstring)."""
     ds, net = dm._datasets["train"], teacher.net
@@ -54,7 +47,7 @@ def pseudo_moments(dm, teacher, joint: float) -> dict[int, torch.Tensor]:
             for b in dm._loader(ds, 128):
                 tm, vm, cm = b["token_mask"], b["video_mask"], b["content_mask"]
                 out = net(b["video"], vm, b["tokens"], tm)
-                pbar = content_mean(net.grounder.refined_map(net.alignment, out, tm, cm), tm, cm)
+                pbar = ops.token_mean(net.grounder.refined_map(net.alignment, out, tm, cm), tm, cm)
                 for k, q in enumerate(b["qidx"].tolist()):
                     rows[q] = (b["vid"][k], pbar[k], vm[k], float(b["duration"][k]), b["gt"][k])
     finally:
@@ -120,8 +113,8 @@ def main() -> None:
     if args.init:
         got = module.load_state_dict(torch.load(args.init, weights_only=False)["state_dict"], strict=False)
         print(f"init from {args.init}: {len(got.missing_keys)} parameters left at their initialisation", flush=True)
-    train_items, was = dm._datasets["train"], dm._datasets["train"].train
-    train_items.train = True  # the salience is fitted weakly: items without their ground truth (the fit refuses them)
+    train_items = dm._datasets["train"]
+    was, train_items.train = train_items.train, True  # with --targets gt the items carry it, and the fit refuses them
     try:
         module.fit_word_salience(dm)
     finally:
@@ -143,7 +136,7 @@ def main() -> None:
         for b in loader:
             tm, vm, cm = b["token_mask"], b["video_mask"], b["content_mask"]
             out = module.net(b["video"], vm, b["tokens"], tm)
-            scores = content_mean(out.cosine if out.cosine is not None else out.A, tm, cm)
+            scores = ops.token_mean(out.cosine if out.cosine is not None else out.A, tm, cm)
             if targets is None:
                 moment = ops.seconds_to_clip_mask(b["gt"], b["duration"], vm.sum(1), vm.shape[1])
             else:

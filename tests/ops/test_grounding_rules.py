@@ -62,6 +62,23 @@ def test_weighted_maxsum_matches_literal_loops(seed):
     )
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_token_mean_matches_literal_loops(seed):
+    P, tm, cm, content = random_case(seed)
+    w = torch.rand(tm.shape, generator=torch.Generator().manual_seed(seed), dtype=P.dtype) + 0.1
+    for subset, weights in ((None, None), (content, None), (content, w)):
+        expected = torch.zeros(P.shape[0], P.shape[2], dtype=P.dtype)
+        for b in range(P.shape[0]):
+            toks = chosen_tokens(tm, subset, b).tolist()
+            ws = {i: 1.0 if weights is None else float(weights[b, i]) for i in toks}
+            for j in range(int(cm[b].sum())):  # padded clips (NaN here) pass through unread by the test
+                expected[b, j] = sum(ws[i] * P[b, i, j] for i in toks) / sum(ws.values())
+        got = ops.token_mean(P, tm, subset, token_weights=weights)
+        torch.testing.assert_close(torch.where(cm, got, 0.0), expected, **TOL)
+    with pytest.raises(ValueError, match="token_mean: token_mask must have shape"):
+        ops.token_mean(P, tm[:, :-1])
+
+
 def test_weighted_maxsum_hand_case():
     # two words over 3 clips; weights 3 : 1 -> pbar = (0.75, 0.25, 0.0) for word maps (1, 0, 0) and (0, 1, 0)
     P = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])

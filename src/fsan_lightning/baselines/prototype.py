@@ -158,13 +158,13 @@ def fit_prototypes(batches: Iterable[dict], vocab_size: int, *, min_videos: int 
 
 
 def fit_local_visibility(batches: Iterable[dict], vocab_size: int, *, min_videos: int = 10,
-                         content_only: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                         content_only: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """How much each word shows *at moments* in the training videos that mention it (weakly supervised).
 
     Two passes over ``batches`` (iterable twice, e.g. a DataLoader): `gather_video_words`, then for every word
     that at least ``min_videos`` videos mention and at least ``min_videos`` do not (the contrast needs both
-    groups: on a split of 16 videos no word qualifies at 10), its prototype direction ``u_w`` (`word_prototypes` on the standardised
-    video means) and the variance of each video's standardised clips along it (`within_video_variance`):
+    groups: on a split of 16 videos no word qualifies at 10), its prototype direction ``u_w``
+    (`word_prototypes` on the standardised video means) and the variance of each video's standardised clips along it (`within_video_variance`):
     ``est_w = mean_{v mentions w} var_v(u_w) - mean_{v does not} var_v(u_w)``. A word with no visual trace,
     or one that is constant within its videos (a scene, an actor), scores about 0; a word that shows where
     its event is scores high. Never reads timestamps (a batch with them is refused).

@@ -93,18 +93,16 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
         salience = self.net.salience
         if salience is None or bool(salience.fitted):
             return False
+        if not hasattr(datamodule, "fit_dataloader"):
+            raise RuntimeError("model.net.salience is fitted from the training split: pass the "
+                               "GroundingDataModule to trainer.fit (or call fit_word_salience first)")
         estimate, estimated, _ = fit_local_visibility(datamodule.fit_dataloader(), self.net.vocab_size,
                                                       min_videos=salience.min_videos)
         salience.set_estimate(estimate, estimated)
         return True
 
     def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if self.net.salience is not None and not bool(self.net.salience.fitted):
-            if datamodule is None or not hasattr(datamodule, "fit_dataloader"):
-                raise RuntimeError("model.net.salience is fitted from the training split: pass the "
-                                   "GroundingDataModule to trainer.fit (or call fit_word_salience first)")
-            self.fit_word_salience(datamodule)
+        self.fit_word_salience(getattr(self.trainer, "datamodule", None))
 
     def load_word_vectors(self, matrix: torch.Tensor) -> None:
         """Copy the data side's embedding matrix [V, E] into the network."""

@@ -18,8 +18,8 @@ from .fsan import FSAN, TwoStageFSAN
 from .grounders import FeedbackGrounder, MaxSumGrounder, SCGrounder
 from .heads import MLPClipHead, MLPSegmentHead
 from .icim import ICIM, CentredLocalICIM, GatedICIM, LocalICIM, TextSideICIM, UnpositionedGatedICIM, UnpositionedICIM, UnpositionedLocalICIM
-from .salience import WordSalience
 from .matching import BaseMapMatchingScore, CentredMatchingScore, JointMatchingScore, MatchingScore, PrintedMatchingScore
+from .salience import WordSalience
 
 TEXT_ENCODERS = {"transformer": TextEncoder, "word_residual": WordResidualTextEncoder}
 VIDEO_ENCODERS = {"linear": VideoEncoder, "feature_space": FeatureSpaceVideoEncoder, "centred": CentredVideoEncoder,

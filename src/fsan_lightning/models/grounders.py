@@ -126,10 +126,7 @@ class FeedbackGrounder:
                        content_mask: Tensor | None, token_weights: Tensor | None = None) -> Tensor:
         """score_map float [B, Ns, Nv], token_weights float [B, Ns] or None -> the sentence's moment ``a``
         float [B, Nv] (0 on padded clips)."""
-        chosen = token_mask if content_mask is None else content_mask & token_mask
-        chosen = torch.where(chosen.any(dim=1, keepdim=True), chosen, token_mask)
-        w = chosen.to(score_map.dtype) if token_weights is None else torch.where(chosen, token_weights, 0.0)
-        m = (score_map * w[:, :, None]).sum(dim=1) / w.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        m = ops.token_mean(score_map, token_mask, content_mask, token_weights=token_weights)
         return torch.softmax(torch.where(clip_mask, m / self.temperature, -torch.inf), dim=1)
 
     def refined_map(self, alignment, out, token_mask: Tensor, content_mask: Tensor | None = None) -> Tensor:

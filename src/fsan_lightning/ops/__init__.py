@@ -17,6 +17,7 @@ from .grounding import (
     segment_mask,
     segment_scores,
     sentence_contrast_score,
+    token_mean,
 )
 from .losses import (
     moment_cross_entropy,
@@ -51,6 +52,7 @@ __all__ = [
     "sentence_contrast_score",
     "shared_token_masks",
     "temporal_iou",
+    "token_mean",
     "temporal_nms",
     "triplet_loss",
     "weighted_segment_loss",

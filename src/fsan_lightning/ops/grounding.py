@@ -27,6 +27,7 @@ __all__ = [
     "segment_mask",
     "segment_scores",
     "sentence_contrast_score",
+    "token_mean",
 ]
 
 
@@ -186,6 +187,26 @@ def _chosen_tokens(name: str, token_mask: Tensor, chosen_mask: Tensor | None) ->
     check_mask(name, "token subset mask", chosen_mask, tuple(token_mask.shape))
     narrowed = chosen_mask & token_mask
     return torch.where(narrowed.any(dim=1, keepdim=True), narrowed, token_mask)
+
+
+def token_mean(M: Tensor, token_mask: Tensor, chosen_mask: Tensor | None = None, *,
+               token_weights: Tensor | None = None) -> Tensor:
+    """Per clip, the mean of a map over a sentence's chosen tokens (the grounders' sentence map).
+
+    Args:
+        M: float [B, Ns, Nv] (values on padded tokens are never read). token_mask: bool [B, Ns] valid tokens.
+        chosen_mask: bool [B, Ns] or None: the tokens to average (e.g. content words); a sample with none of
+            them uses all its valid tokens. None: all valid tokens.
+        token_weights: float [B, Ns] (> 0 on valid tokens) or None: the weighted mean
+            ``sum_i w_i M_i / sum_i w_i`` over the chosen tokens (word salience); None: equal weights.
+
+    Returns:
+        float [B, Nv].
+    """
+    check_mask("token_mean", "token_mask", token_mask, tuple(M.shape[:2]))
+    if token_weights is not None:
+        check_weights("token_mean", token_weights, token_mask)
+    return _token_mean(M, _chosen_tokens("token_mean", token_mask, chosen_mask), token_weights)
 
 
 def _token_mean(P: Tensor, chosen: Tensor, weights: Tensor | None = None) -> Tensor:
