@@ -97,12 +97,13 @@ def main() -> None:
     t0 = time.time()
     best = None
     for epoch in range(epochs):
+        module.refresh_pseudo_moments(dm, epoch)  # as FSANModule.on_train_epoch_start (self-training term)
         dm.set_epoch(epoch)
         loader = dm.train_dataloader()
         sums, nb = {}, len(loader)
         for bi, batch in enumerate(loader):
             w = runtime_sap_weight(epoch + bi / nb, warmup, ramp)
-            losses = module.losses(batch, sap_weight=w)
+            losses = module.losses(module.with_pseudo_moments(batch, epoch), sap_weight=w)
             opt.zero_grad()
             losses["loss"].backward()
             opt.step()

@@ -1,7 +1,9 @@
 """`make train`'s recipe (experiment=synthetic_cpu, model fsan_synthetic) end to end on the tiny world."""
 from __future__ import annotations
 
+import csv
 import json
+import math
 
 import pytest
 import torch
@@ -17,9 +19,11 @@ def recipe_run(tiny_world_dir, tmp_path_factory, monkeypatch_module):
 
     monkeypatch_module.setenv("WANDB_MODE", "disabled")
     run_dir = tmp_path_factory.mktemp("recipe")
-    # no model.* overrides: the recipe's own network, its width following the world's features
+    # no model.* overrides but the self-training's start: the recipe's own network, its width following the
+    # world's features; the self-training teacher runs before epoch 1 instead of epoch 5
     cfg = compose_config("train", ["experiment=synthetic_cpu", *world_overrides(tiny_world_dir), *QUIET,
-                                   f"paths.output_dir={run_dir}", "trainer.max_epochs=2"])
+                                   f"paths.output_dir={run_dir}", "trainer.max_epochs=2",
+                                   "model.loss.self_training.start_epoch=1"])
     return run_dir, train(cfg), cfg
 
 
@@ -37,7 +41,11 @@ def test_recipe_builds_the_feature_space_model(recipe_run, tiny_world_dir):
     assert (n.d_model, n.video_encoder.kind, n.alignment.kind, n.text_encoder.kind) == (
         None, "feature_space", "feature_space", "word_residual")
     assert (n.grounder.kind, n.grounder.beta, n.grounder.temperature) == ("feedback", 1.0, 0.1)
-    assert (n.grounder.inner.kind, n.grounder.inner.threshold, m.sap_loss, n.interaction.layers) == ("maxsum", 0.25, False, 0)
+    assert (n.grounder.inner.kind, n.grounder.inner.threshold, m.sap_loss, n.interaction.layers) == ("maxsum", 0.25, True, 0)
+    # the SAP losses in their self-training form: the paper's inner/outer terms weigh 0
+    assert dict(m.loss.weights) == {"triplet": 1.0, "triplet_video": 1.0, "inner": 0.0, "outer": 0.0,
+                                    "self_training": 0.1}
+    assert dict(m.loss.self_training) == {"temperature": 0.05, "joint": 1.0, "start_epoch": 1}  # 5 unless overridden
     predictor = FSANPredictor.from_checkpoint(results["checkpoint"])
     net = predictor.module.net
     feature_dim = read_features(tiny_world_dir, "v_syn_test00000").shape[1]
@@ -52,6 +60,16 @@ def test_recipe_builds_the_feature_space_model(recipe_run, tiny_world_dir):
     # (the tiny world's words are all in fewer than 10 training videos: equal weights here; see below)
     assert dict(n.salience) == {"min_videos": 10, "power": 0.5} and bool(net.salience.fitted)
     assert set(results["test"]) >= {"R1@0.5", "mIoU"}
+
+
+def test_recipe_self_training_runs_after_the_warm_up(recipe_run):
+    """The teacher grounds the training split before the first epoch past the warm-up, and the term trains."""
+    run_dir, _, _ = recipe_run
+    rows = list(csv.DictReader(open(run_dir / "csv" / "metrics.csv")))
+    st = {int(r["epoch"]): float(r["train/loss_self_training"]) for r in rows if r.get("train/loss_self_training")}
+    assert set(st) == {1} and all(math.isfinite(v) and v > 0 for v in st.values())  # absent in epoch 0, before start_epoch
+    clips = [float(r["train/pseudo_moment_clips"]) for r in rows if r.get("train/pseudo_moment_clips")]
+    assert len(clips) == 1 and clips[0] >= 1
 
 
 def test_recipe_checkpoint_predicts_what_the_test_run_wrote(recipe_run, tiny_world_dir):

@@ -155,3 +155,38 @@ def test_maxsum_gradcheck_and_bad_mask():
     assert torch.autograd.gradcheck(fn, (P,), eps=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="maxsum_segment_scores.*must be bool"):
         ops.maxsum_segment_scores(P, tm, cm, score_token_mask=tm.long())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sibling_competition_matches_literal_loops(seed):
+    g = torch.Generator().manual_seed(seed)
+    N, Nv = 9, 6
+    maps = torch.randn(N, Nv, generator=g, dtype=torch.float64)
+    maps[3] = maps[2]  # a tie for the group maximum
+    groups = torch.tensor([5, 5, 1, 1, 1, 7, 2, 2, 5])
+    valid = torch.randint(3, Nv + 1, (N,), generator=g)
+    for rows in ([0, 1, 8], [2, 3, 4], [5], [6, 7]):  # a group shares one video, hence one clip grid
+        valid[rows] = int(valid[rows[0]])
+    cm = torch.arange(Nv)[None, :] < valid[:, None]
+    for weight in (0.0, 0.5, 1.0):
+        expected = torch.zeros(N, Nv, dtype=maps.dtype)
+        for n in range(N):
+            for j in range(int(valid[n])):
+                others = [float(maps[m, j]) for m in range(N) if m != n and groups[m] == groups[n]]
+                expected[n, j] = maps[n, j] - weight * (max(others) if others else 0.0)
+        got = ops.sibling_competition(maps, groups, cm, weight)
+        torch.testing.assert_close(got, expected, **TOL)
+
+
+def test_sibling_competition_hand_case_and_bad_input():
+    # two sentences of one video over 3 clips: each loses what the other claims
+    maps = torch.tensor([[1.0, 0.5, 0.0], [0.0, 0.5, 1.0], [0.3, 0.2, 0.1]])
+    groups, cm = torch.tensor([0, 0, 1]), torch.ones(3, 3, dtype=torch.bool)
+    got = ops.sibling_competition(maps, groups, cm, 1.0)
+    torch.testing.assert_close(got, torch.tensor([[1.0, 0.0, -1.0], [-1.0, 0.0, 1.0], [0.3, 0.2, 0.1]]))
+    with pytest.raises(ValueError, match="groups must be int64"):
+        ops.sibling_competition(maps, groups.int(), cm, 1.0)
+    with pytest.raises(ValueError, match="weight must be >= 0"):
+        ops.sibling_competition(maps, groups, cm, -1.0)
+    with pytest.raises(ValueError, match="clip_mask must have shape"):
+        ops.sibling_competition(maps, groups, cm[:, :2], 1.0)

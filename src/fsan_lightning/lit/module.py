@@ -83,6 +83,7 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
         self.net = build_fsan(len(vocab), word_dim, video_dim, cross_attn=cross_attn, inner_attn=inner_attn,
                               grounding_head=grounding_head, **net)
         self.criterion = build_criterion(sap_loss=sap_loss, grounding_head=grounding_head, net=self.net, **loss)
+        self._pseudo_moments: torch.Tensor | None = None  # bool [training items, Nv] by qidx (self-training)
         self._init_evaluation()
 
     # ------------------------------------------------------------------ helpers
@@ -103,6 +104,47 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self.fit_word_salience(getattr(self.trainer, "datamodule", None))
+
+    def refresh_pseudo_moments(self, datamodule, epoch: int) -> bool:
+        """Before training epoch ``epoch``: when the self-training term trains from this epoch on (its
+        ``start_epoch``), the network (in eval mode) grounds every training sentence again with the term's
+        teacher (`SiblingPseudoMoments` over ``datamodule.fit_dataloader()``: every item once, the same on
+        every rank, never timestamps); otherwise the batches carry no pseudo-moments. Returns True when it ran."""
+        if not self.criterion.needs_pseudo_moments or epoch < self.criterion.self_training.start_epoch:
+            self._pseudo_moments = None
+            return False
+        if not hasattr(datamodule, "fit_dataloader"):
+            raise RuntimeError("model.loss.weights.self_training > 0 reads the training split each epoch: pass "
+                               "the GroundingDataModule to trainer.fit")
+        teacher = self.criterion.self_training.teacher
+        batches = (self.transfer_batch_to_device(b, self.device, 0) for b in datamodule.fit_dataloader())
+        was = self.net.training
+        self.net.eval()
+        try:
+            qidx, moments = teacher(self.net, batches)
+        finally:
+            self.net.train(was)
+        table = torch.zeros((int(qidx.max()) + 1, moments.shape[1]), dtype=torch.bool)
+        table[qidx.cpu()] = moments.cpu()
+        self._pseudo_moments = table
+        return True
+
+    def with_pseudo_moments(self, batch: dict[str, Any], epoch: int) -> dict[str, Any]:
+        """A training batch of epoch ``epoch`` with its items' pseudo-moments (key ``pseudo_moment``, bool
+        [B, Nv]) when the self-training term trains in that epoch; RuntimeError when it should and the
+        teacher has not run (`refresh_pseudo_moments`)."""
+        if not self.criterion.needs_pseudo_moments or epoch < self.criterion.self_training.start_epoch:
+            return batch
+        if self._pseudo_moments is None:
+            raise RuntimeError("the self-training term trains but no pseudo-moments were made: call "
+                               "refresh_pseudo_moments(datamodule, epoch) at the start of each epoch")
+        moment = self._pseudo_moments[batch["qidx"].cpu()].to(batch["video"].device)
+        return {**batch, "pseudo_moment": moment}
+
+    def on_train_epoch_start(self) -> None:
+        if self.refresh_pseudo_moments(getattr(self.trainer, "datamodule", None), self.current_epoch):
+            length = self._pseudo_moments.float().sum(1).mean()
+            self.log("train/pseudo_moment_clips", length, rank_zero_only=True)
 
     def load_word_vectors(self, matrix: torch.Tensor) -> None:
         """Copy the data side's embedding matrix [V, E] into the network."""
@@ -139,7 +181,7 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         sap_weight = self.sap_weight()
-        losses = self.losses(batch, sap_weight=sap_weight)
+        losses = self.losses(self.with_pseudo_moments(batch, self.current_epoch), sap_weight=sap_weight)
         bs = batch["tokens"].shape[0]
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=bs)
         for name, value in losses["terms"].items():

@@ -12,7 +12,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from .alignment import AlignmentMap, DotProductAlignment, FeatureSpaceAlignment
-from .criterion import BindingTerms, FSANCriterion, MILTripletTerms, SAPTerms, SiblingTerms, SwappedWordTerms, TripletTerms
+from .criterion import (
+    BindingTerms,
+    FSANCriterion,
+    MILTripletTerms,
+    SAPTerms,
+    SelfTrainingTerms,
+    SiblingTerms,
+    SwappedWordTerms,
+    TripletTerms,
+)
+from .self_training import teacher_rule
 from .encoders import CentredFeatureSpaceVideoEncoder, CentredVideoEncoder, FeatureSpaceVideoEncoder, TextEncoder, VideoEncoder, WordResidualTextEncoder
 from .fsan import FSAN, TwoStageFSAN
 from .grounders import FeedbackGrounder, MaxSumGrounder, SCGrounder
@@ -110,6 +120,10 @@ def build_fsan(vocab_size: int, word_dim: int, video_dim: int, *, d_model: int |
     return network(text, video, inter, align, ground, mlp, salience=sal)
 
 
+# the terms Table 4's "w/o loss on SAP" switches off: the paper's (Eqs. 9-12) and their self-training variant
+SAP_NAMES = SAPTerms.names + SelfTrainingTerms.names
+
+
 def effective_weights(weights: Mapping[str, float], sap_loss: bool = True, grounding_head: str = "sap") -> dict[str, float]:
     """Eq. 13's weights after the Table 4 switches.
 
@@ -127,7 +141,7 @@ def effective_weights(weights: Mapping[str, float], sap_loss: bool = True, groun
             w["mil_video"] = w["triplet_video"]
     if not sap_loss:
         scale = 1.0 / w["triplet"]
-        w = {k: (0.0 if k in SAPTerms.names else v * scale) for k, v in w.items()}
+        w = {k: (0.0 if k in SAP_NAMES else v * scale) for k, v in w.items()}
         w.setdefault("inner", 0.0)
         w.setdefault("outer", 0.0)
     return w
@@ -137,7 +151,7 @@ def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matchi
                     mask_shared: str = "both", unknown_id: int | None = 1, sap: Mapping | None = None,
                     mil_temperature: float | None = None, sap_loss: bool = True, grounding_head: str = "sap",
                     binding: Mapping | None = None, sibling: Mapping | None = None,
-                    net: FSAN | None = None) -> FSANCriterion:
+                    self_training: Mapping | None = None, net: FSAN | None = None) -> FSANCriterion:
     """The loss from its config; with ``net``, checks that the two fit together (at build time).
 
     Args:
@@ -154,6 +168,8 @@ def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matchi
         sibling: :class:`SiblingTerms` arguments (``margin``, ``mask_shared``) plus ``matching: {...}``
             (default: the matching score's kind, ``fn`` and ``temperature``); it trains only with a
             positive ``weights["sibling"]`` (and ``data.siblings``).
+        self_training: :class:`SelfTrainingTerms` arguments (``temperature``, ``joint``); it trains only with
+            a positive ``weights["self_training"]`` (the pseudo-moments come from ``FSANModule``).
     """
     cls, kw = _pick("matching", matching or {"kind": "raw"})
     score = cls(**kw)
@@ -171,6 +187,10 @@ def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matchi
         terms.insert(1, MILTripletTerms(margin, mil_temperature))
     terms.append(_binding_terms(binding, margin, score.fn))
     terms.append(_sibling_terms(sibling, margin, matching or {}, unknown_id))
+    try:
+        terms.append(SelfTrainingTerms(**dict(self_training or {})))
+    except TypeError as err:
+        raise TypeError(f"model.loss.self_training (SelfTrainingTerms): {err}") from None
     criterion = FSANCriterion(terms, effective_weights(weights, sap_loss, grounding_head))
     if net is not None:
         check_compatible(net, criterion)
@@ -215,6 +235,8 @@ def check_compatible(net: FSAN, criterion: FSANCriterion) -> None:
         needs_base = isinstance(matching, BaseMapMatchingScore) or getattr(term, "weights_on", "own") == "base"
         if needs_base and not isinstance(net, TwoStageFSAN):
             raise ValueError("loss.matching.kind='base' and loss.sap.weights_from='base' need model.net.kind: two_stage")
+        if isinstance(term, SelfTrainingTerms) and criterion.needs_pseudo_moments:
+            teacher_rule(net.grounder)  # ValueError for a grounder the teacher cannot read
         if isinstance(term, MILTripletTerms) and net.head is None:
             raise ValueError("the MIL terms need the MLP head (grounding_head='mlp')")
     if net.head is not None and not any(isinstance(t, MILTripletTerms) for t in criterion.terms):

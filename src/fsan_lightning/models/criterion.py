@@ -17,6 +17,7 @@ from .. import ops
 from .fsan import FSANOutput
 from .grounders import SCGrounder
 from .matching import MatchingScore
+from .self_training import SiblingPseudoMoments
 from .training_pass import TrainingPass
 
 Terms = tuple[dict[str, Tensor], dict[str, Tensor]]
@@ -237,6 +238,44 @@ class SAPTerms:
                 "outer": ops.weighted_segment_loss(w, lout).mean()}, {}
 
 
+class SelfTrainingTerms:
+    """``self_training``: a variant of the SAP terms, raising the map inside (and lowering it outside) a
+    better teacher's moment than the model's own top segment (docs/model.md, "SAP as self-training").
+
+    The sentence's clip map (the content-word mean of the cosine map, or of A for an alignment without one,
+    weighted by the network's word salience when it has one, as the grounders read it) is scored by
+    :func:`ops.moment_cross_entropy` against the batch's pseudo-moment: the top segment that
+    :class:`~.self_training.SiblingPseudoMoments` found for this training sentence at the start of the epoch,
+    reading all the sentences of its video jointly. Like Eqs. 9-12 it needs no timestamps; unlike them its
+    teacher is not the map it trains. It trains from epoch ``start_epoch`` on (the map must localize before
+    it teaches; not ramped); off with Table 4's ``sap_loss=false``. Without pseudo-moments in the batch
+    (validation, or an epoch before ``start_epoch``) it returns no term.
+
+    Args:
+        temperature: of the clip softmax (> 0). joint: :class:`SiblingPseudoMoments`'s sibling weight.
+        start_epoch: the first epoch (0-based) whose batches carry pseudo-moments (>= 0).
+    """
+
+    names = ("self_training",)
+
+    def __init__(self, temperature: float = 0.05, joint: float = 1.0, start_epoch: int = 5) -> None:
+        if temperature <= 0 or start_epoch < 0:
+            raise ValueError(f"SelfTrainingTerms: need temperature > 0 and start_epoch >= 0, got {temperature}, "
+                             f"{start_epoch}")
+        self.temperature, self.start_epoch = float(temperature), int(start_epoch)
+        self.teacher = SiblingPseudoMoments(joint)
+
+    def __call__(self, tp: TrainingPass) -> Terms:
+        if tp.pseudo_moment is None:
+            return {}, {}
+        out = tp.pos
+        M = out.cosine if out.cosine is not None else out.A
+        scores = ops.token_mean(M, tp.token_mask, tp.content_mask, token_weights=out.token_weights)
+        moment = tp.pseudo_moment[:, : scores.shape[1]]
+        ce = ops.moment_cross_entropy(scores, moment, out.video_mask, self.temperature)
+        return {"self_training": ce.mean()}, {}
+
+
 class MILTripletTerms:
     """``mil`` and ``mil_video``: the MLP head's triplet on its video-level MIL score (Decision 4).
 
@@ -303,6 +342,16 @@ class FSANCriterion(nn.Module):
     def needs_sibling(self) -> bool:
         """Whether a term with nonzero weight reads the sibling pass."""
         return self.weights.get("sibling", 0.0) > 0
+
+    @property
+    def needs_pseudo_moments(self) -> bool:
+        """Whether the self-training term trains (its batches need ``pseudo_moment``)."""
+        return self.weights.get("self_training", 0.0) > 0
+
+    @property
+    def self_training(self) -> SelfTrainingTerms | None:
+        """The self-training term object (its ``teacher`` makes the pseudo-moments), or None."""
+        return next((t for t in self.terms if isinstance(t, SelfTrainingTerms)), None)
 
     def forward(self, tp: TrainingPass, sap_weight: float = 1.0) -> dict:
         """Returns ``{"loss": scalar, "terms": {name: scalar}, "stats": {name: detached scalar}}``."""

@@ -30,6 +30,8 @@ class TrainingPass:
         bind_ok: bool [B] samples that have a binding negative (None without it).
         sib: output on (V, S'), S' another sentence of V (`fsan_lightning.data.negatives.SiblingSentences`),
             or None. sib_tokens, sib_token_mask, sib_content_mask: of S'. sib_ok: bool [B] samples that have a sibling.
+        pseudo_moment: bool [B, Nv] each sample's pseudo-moment (batch key ``pseudo_moment``, set by
+            ``FSANModule`` on training batches once the self-training teacher has run), or None.
     """
 
     pos: FSANOutput
@@ -51,6 +53,7 @@ class TrainingPass:
     sib_token_mask: Tensor | None = None
     sib_content_mask: Tensor | None = None
     sib_ok: Tensor | None = None
+    pseudo_moment: Tensor | None = None
 
 
 def run_training_pass(net: FSAN, batch: Mapping[str, Any], negative_video: bool,
@@ -114,7 +117,7 @@ def run_training_pass(net: FSAN, batch: Mapping[str, Any], negative_video: bool,
         pos=out.select(slice(0, B)), neg=out.select(slice(B, 2 * B)),
         neg_video=out.select(slice(2 * B, 3 * B)) if negative_video else None,
         tokens=tok, token_mask=tm, neg_tokens=ntok, neg_token_mask=ntm, content_mask=content,
-        neg_video_ok=nv_ok, **extra,
+        neg_video_ok=nv_ok, pseudo_moment=batch.get("pseudo_moment"), **extra,
     )
 
 def _pad(x: Tensor, n: int) -> Tensor:

@@ -17,6 +17,7 @@ from .grounding import (
     segment_mask,
     segment_scores,
     sentence_contrast_score,
+    sibling_competition,
     token_mean,
 )
 from .losses import (
@@ -51,6 +52,7 @@ __all__ = [
     "segment_weights",
     "sentence_contrast_score",
     "shared_token_masks",
+    "sibling_competition",
     "temporal_iou",
     "token_mean",
     "temporal_nms",

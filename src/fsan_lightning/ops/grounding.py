@@ -209,6 +209,45 @@ def token_mean(M: Tensor, token_mask: Tensor, chosen_mask: Tensor | None = None,
     return _token_mean(M, _chosen_tokens("token_mean", token_mask, chosen_mask), token_weights)
 
 
+def sibling_competition(maps: Tensor, groups: Tensor, clip_mask: Tensor, weight: float) -> Tensor:
+    """Each sentence's clip map minus ``weight`` times the clip-wise maximum of its siblings' maps.
+
+    ``out[n, j] = maps[n, j] - weight * max_{m != n, groups[m] = groups[n]} maps[m, j]`` (nothing is taken
+    from a sentence that is alone in its group). With one row per training sentence and ``groups`` its video,
+    a sentence competes with the other sentences of its video for the clips: where a sibling's evidence is as
+    strong as its own, it is another event's moment (the self-training teacher of
+    :class:`~fsan_lightning.models.criterion.SelfTrainingTerms`).
+
+    Args:
+        maps: float [N, Nv] (e.g. the content-word mean of each sentence's map on its video).
+        groups: int64 [N] group id per row (rows of one group share a video, hence a clip grid).
+        clip_mask: bool [N, Nv] valid clips (padded clips: 0 in the output).
+        weight: >= 0 (0: ``maps`` unchanged).
+
+    Returns:
+        float [N, Nv].
+    """
+    check_mask("sibling_competition", "clip_mask", clip_mask, tuple(maps.shape))
+    if groups.shape != maps.shape[:1] or groups.dtype != torch.int64:
+        raise ValueError(f"sibling_competition: groups must be int64 [{maps.shape[0]}], got "
+                         f"{groups.dtype} {tuple(groups.shape)}")
+    if weight < 0:
+        raise ValueError(f"sibling_competition: weight must be >= 0, got {weight}")
+    x = torch.where(clip_mask, maps, torch.full_like(maps, -torch.inf))
+    ids, inverse = torch.unique(groups, return_inverse=True)
+    shape = (len(ids), maps.shape[1])
+    idx = inverse[:, None].expand_as(x)
+    first = torch.full(shape, -torch.inf, dtype=x.dtype).scatter_reduce(0, idx, x, "amax")
+    at_max = x == first[inverse]
+    count = torch.zeros(shape, dtype=torch.int64).scatter_add(0, idx, at_max.long())
+    second = torch.full(shape, -torch.inf, dtype=x.dtype).scatter_reduce(
+        0, idx, torch.where(at_max, torch.full_like(x, -torch.inf), x), "amax")
+    # the others' maximum: the group's maximum unless this row holds it alone, then the runner-up
+    others = torch.where(at_max & (count[inverse] == 1), second[inverse], first[inverse])
+    out = maps - weight * torch.where(torch.isfinite(others), others, torch.zeros_like(others))
+    return torch.where(clip_mask, out, torch.zeros_like(out))
+
+
 def _token_mean(P: Tensor, chosen: Tensor, weights: Tensor | None = None) -> Tensor:
     """Mean over the ``chosen`` tokens [B, Ns] of P [B, Ns, Nv] -> [B, Nv] (P already sanitized); with
     ``weights`` float [B, Ns] (> 0) the weighted mean ``sum_i w_i P_i / sum_i w_i`` over the chosen tokens."""

@@ -1,0 +1,132 @@
+"""The SAP terms' self-training variant: the sibling-joint teacher and the `self_training` term."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fsan_lightning import ops
+from fsan_lightning.models import (
+    FSANOutput,
+    MaxSumGrounder,
+    SCGrounder,
+    SiblingPseudoMoments,
+    build_criterion,
+    effective_weights,
+    run_training_pass,
+)
+from test_criterion import FakeNet, make_batch
+
+torch.set_num_threads(1)
+
+
+class MapNet(torch.nn.Module):
+    """Returns a given clip map per sentence (token id -> row of ``table``) as P; the teacher reads P."""
+
+    alignment = None
+
+    def __init__(self, table, grounder):
+        super().__init__()
+        self.table, self.grounder = table, grounder
+
+    def forward(self, video, video_mask, tokens, token_mask):
+        P = self.table[tokens]  # [B, Ns, Nv]: every token of a sentence carries its sentence's map
+        return FSANOutput(A=P, P=P, text_features=None, video_features=video, video_mask=video_mask)
+
+
+def teacher_batch(vids, token_ids, Nv=6):
+    B = len(vids)
+    return {"video": torch.zeros(B, Nv, 1), "video_mask": torch.ones(B, Nv, dtype=torch.bool),
+            "tokens": torch.tensor(token_ids)[:, None], "token_mask": torch.ones(B, 1, dtype=torch.bool),
+            "content_mask": torch.ones(B, 1, dtype=torch.bool), "qidx": torch.arange(B) + 10, "vid": vids}
+
+
+def test_teacher_gives_each_sentence_the_clips_its_siblings_do_not_claim():
+    # sentence 0 shows at clips 0-1 and, more weakly than sentence 1, at 3-4; sentence 2 is alone in its video
+    table = torch.tensor([[1.0, 1.0, -1.0, 1.2, 1.2, -1.0], [0.0, 0.0, -1.0, 2.0, 2.0, -1.0],
+                          [1.0, 1.0, -1.0, 1.2, 1.2, -1.0]])
+    net = MapNet(table, MaxSumGrounder("all", 0.25))  # make train's rule: clips 0.25 std above the mean
+    batch = teacher_batch(["a", "a", "b"], [0, 1, 2])
+    alone_q, alone = SiblingPseudoMoments(joint=0.0)(net, [batch])
+    qidx, joint = SiblingPseudoMoments(joint=1.0)(net, [batch])
+    assert qidx.tolist() == alone_q.tolist() == [10, 11, 12]
+    clips = lambda m: torch.nonzero(m).flatten().tolist()  # noqa: E731
+    assert clips(alone[0]) == [3, 4]  # read alone, sentence 0 takes its sibling's event
+    assert clips(joint[0]) == [0, 1] and clips(joint[1]) == [3, 4]
+    assert clips(joint[2]) == clips(alone[2]) == [3, 4]  # no sibling: unchanged
+
+
+def test_teacher_refuses_timestamps_and_grounders_without_a_sentence_map():
+    table = torch.eye(6)
+    batch = {**teacher_batch(["a"], [0]), "gt": torch.tensor([[0.0, 1.0]])}
+    with pytest.raises(ValueError, match="carry timestamps"):
+        SiblingPseudoMoments()(MapNet(table, MaxSumGrounder()), [batch])
+    with pytest.raises(ValueError, match="needs a maxsum grounder"):
+        SiblingPseudoMoments()(MapNet(table, SCGrounder()), [teacher_batch(["a"], [0])])
+    with pytest.raises(ValueError, match="joint >= 0"):
+        SiblingPseudoMoments(joint=-1)
+
+
+def self_training_criterion(weight=1.0, sap_loss=True, temperature=0.05):
+    return build_criterion({"triplet": 1.0, "self_training": weight}, sap_loss=sap_loss,
+                           matching={"kind": "raw", "fn": "cosine"}, self_training={"temperature": temperature})
+
+
+def test_self_training_term_is_the_moment_cross_entropy_of_the_content_word_mean():
+    net, batch = FakeNet(), make_batch(0)
+    moment = torch.zeros(4, 5, dtype=torch.bool)
+    moment[0, 1:3] = moment[1, 0] = moment[2, 2:4] = moment[3, 0] = True
+    crit = self_training_criterion(temperature=0.1)
+    got = crit(run_training_pass(net, {**batch, "pseudo_moment": moment}, False))
+    cos = net(batch["video"], batch["video_mask"], batch["tokens"], batch["token_mask"]).cosine.detach()
+    expected = []
+    for b in range(4):
+        words = [i for i in range(batch["tokens"].shape[1]) if batch["content_mask"][b, i]]
+        words = words or [i for i in range(batch["tokens"].shape[1]) if batch["token_mask"][b, i]]
+        clips = [j for j in range(5) if batch["video_mask"][b, j]]
+        s = {j: sum(float(cos[b, i, j]) for i in words) / len(words) / 0.1 for j in clips}
+        log_z = math.log(sum(math.exp(v) for v in s.values()))
+        inside = [j for j in clips if moment[b, j]]
+        expected.append(-sum(s[j] - log_z for j in inside) / len(inside))
+    assert float(got["terms"]["self_training"].detach()) == pytest.approx(sum(expected) / 4, rel=1e-6)
+    terms = {k: float(v.detach()) for k, v in got["terms"].items()}
+    assert float(got["loss"].detach()) == pytest.approx(terms["triplet"] + terms["self_training"])
+    # its own start epoch, not the SAP warm-up's ramp
+    half = crit(run_training_pass(net, {**batch, "pseudo_moment": moment}, False), sap_weight=0.5)
+    assert float(half["loss"].detach()) == pytest.approx(terms["triplet"] + terms["self_training"])
+
+
+def test_self_training_term_is_absent_without_pseudo_moments_and_off_without_sap():
+    net, batch = FakeNet(), make_batch(0)
+    got = self_training_criterion()(run_training_pass(net, batch, False))
+    assert "self_training" not in got["terms"]
+    assert float(got["loss"]) == pytest.approx(float(got["terms"]["triplet"]))
+    assert self_training_criterion().needs_pseudo_moments
+    off = self_training_criterion(sap_loss=False)
+    assert not off.needs_pseudo_moments and off.weights["self_training"] == 0.0
+    assert effective_weights({"triplet": 0.5, "self_training": 0.1}, sap_loss=False) == {
+        "triplet": 1.0, "self_training": 0.0, "inner": 0.0, "outer": 0.0}
+    with pytest.raises(ValueError, match="need temperature > 0 and start_epoch >= 0"):
+        self_training_criterion(temperature=0.0)
+
+
+def test_self_training_term_trains_the_map_toward_the_moment():
+    net, batch = FakeNet(), make_batch(1)
+    moment = torch.zeros(4, 5, dtype=torch.bool)
+    moment[:, 0] = True
+    crit = build_criterion({"triplet": 1e-9, "self_training": 1.0}, matching={"kind": "raw", "fn": "cosine"})
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+
+    def inside_share():
+        cos = net(batch["video"], batch["video_mask"], batch["tokens"], batch["token_mask"]).cosine.detach()
+        m = ops.token_mean(cos, batch["token_mask"], batch["content_mask"])
+        return float(torch.softmax(torch.where(batch["video_mask"], m / 0.05, -torch.inf), 1)[:, 0].mean())
+
+    before = inside_share()
+    for _ in range(20):
+        loss = crit(run_training_pass(net, {**batch, "pseudo_moment": moment}, False))["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert inside_share() > before + 0.1
