@@ -22,7 +22,6 @@ never read. Records: experiments/localization/README.md, "Session 6".
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import sys
 import time
@@ -52,23 +51,17 @@ def pseudo_moments(dm, teacher, joint: float) -> dict[int, torch.Tensor]:
                     rows[q] = (b["vid"][k], pbar[k], vm[k], float(b["duration"][k]), b["gt"][k])
     finally:
         ds.train = True
-    by_video = collections.defaultdict(list)
-    for q, row in rows.items():
-        by_video[row[0]].append(q)
     order, moments, hits = sorted(rows), {}, []
+    codes = {v: i for i, v in enumerate(dict.fromkeys(rows[q][0] for q in order))}
+    competed = ops.sibling_competition(torch.stack([rows[q][1] for q in order]),
+                                       torch.tensor([codes[rows[q][0]] for q in order], dtype=torch.int64),
+                                       torch.stack([rows[q][2] for q in order]), joint)
     for s in range(0, len(order), 128):
         chunk = order[s:s + 128]
-        maps = []
-        for q in chunk:
-            m = rows[q][1].clone()
-            others = [rows[o][1] for o in by_video[rows[q][0]] if o != q]
-            if others and joint > 0:
-                m = m - joint * torch.stack(others).max(0).values
-            maps.append(m)
         vm = torch.stack([rows[q][2] for q in chunk])
         dur = torch.tensor([rows[q][3] for q in chunk])
         one = torch.ones(len(chunk), 1, dtype=torch.bool)
-        top = ops.rank_moments(net.grounder.inner(torch.stack(maps)[:, None, :], one, vm, one), vm, dur, 1, None)[:, 0, :2]
+        top = ops.rank_moments(net.grounder.inner(competed[s:s + 128, None, :], one, vm, one), vm, dur, 1, None)[:, 0, :2]
         hits.append(ops.temporal_iou(top, torch.stack([rows[q][4] for q in chunk])) >= 0.5)
         for q, mask in zip(chunk, ops.seconds_to_clip_mask(top, dur, vm.sum(1), vm.shape[1]) & vm):
             moments[q] = mask

@@ -110,7 +110,7 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
         ``start_epoch``), the network (in eval mode) grounds every training sentence again with the term's
         teacher (`SiblingPseudoMoments` over ``datamodule.fit_dataloader()``: every item once, the same on
         every rank, never timestamps); otherwise the batches carry no pseudo-moments. Returns True when it ran."""
-        if not self.criterion.needs_pseudo_moments or epoch < self.criterion.self_training.start_epoch:
+        if not self.criterion.trains_self_training_at(epoch):
             self._pseudo_moments = None
             return False
         if not hasattr(datamodule, "fit_dataloader"):
@@ -133,7 +133,7 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
         """A training batch of epoch ``epoch`` with its items' pseudo-moments (key ``pseudo_moment``, bool
         [B, Nv]) when the self-training term trains in that epoch; RuntimeError when it should and the
         teacher has not run (`refresh_pseudo_moments`)."""
-        if not self.criterion.needs_pseudo_moments or epoch < self.criterion.self_training.start_epoch:
+        if not self.criterion.trains_self_training_at(epoch):
             return batch
         if self._pseudo_moments is None:
             raise RuntimeError("the self-training term trains but no pseudo-moments were made: call "

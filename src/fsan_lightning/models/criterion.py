@@ -348,6 +348,10 @@ class FSANCriterion(nn.Module):
         """Whether the self-training term trains (its batches need ``pseudo_moment``)."""
         return self.weights.get("self_training", 0.0) > 0
 
+    def trains_self_training_at(self, epoch: int) -> bool:
+        """Whether the self-training term trains in (0-based) ``epoch``: its batches then need pseudo-moments."""
+        return self.needs_pseudo_moments and epoch >= self.self_training.start_epoch
+
     @property
     def self_training(self) -> SelfTrainingTerms | None:
         """The self-training term object (its ``teacher`` makes the pseudo-moments), or None."""
