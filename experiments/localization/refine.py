@@ -1,15 +1,24 @@
 """Refine a converged network with an added interaction, training the interaction's layers only.
 
-    python experiments/localization/refine.py CHECKPOINT EPOCHS LR [hydra overrides ...]
+    python experiments/localization/refine.py CHECKPOINT EPOCHS LR [--experiment E] [--loss all|self_training]
+        [--teacher fixed|self] [hydra overrides ...]
 
 CHECKPOINT: `make train`'s checkpoint (or any whose weights the new network shares); the overrides add
 the interaction, e.g. ``model.net.interaction.kind=local_icim model.net.interaction.layers=2``. A gated
 interaction starts as the identity, so epoch "start" reproduces the checkpoint. Every parameter outside
 ``net.interaction.layers`` is frozen. Prints val R1@0.5, mIoU, the held-out triplet and the localization
 diagnostics per epoch (select on validation only), then the max-sum threshold re-read on the last maps.
+
+``--loss self_training`` trains the interaction by the self-training term only (docs/model.md, "SAP as
+self-training"; give it ``model.sap_loss=true model.loss.weights.self_training=W
+model.loss.self_training.start_epoch=0``): the matching loss then never reaches the interaction. Its
+pseudo-moments come from the frozen checkpoint's network before the first epoch (``--teacher fixed``, the
+gated interaction starts as the identity) or are found again before every epoch by the network being refined
+(``--teacher self``). ``--experiment`` (default ``synthetic_cpu``) picks the world, e.g. ``anet_sim_cpu``.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -43,9 +52,17 @@ def threshold_scan(module, loader) -> str:
 
 
 def main() -> None:
-    ckpt, epochs, lr, overrides = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("checkpoint")
+    parser.add_argument("epochs", type=int)
+    parser.add_argument("lr", type=float)
+    parser.add_argument("--experiment", default="synthetic_cpu")
+    parser.add_argument("--loss", choices=("all", "self_training"), default="all")
+    parser.add_argument("--teacher", choices=("fixed", "self"), default="fixed")
+    args, overrides = parser.parse_known_args()
+    ckpt, epochs, lr = args.checkpoint, args.epochs, args.lr
     with initialize_config_module("fsan_lightning.conf", version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=synthetic_cpu", "logger=none", *overrides])
+        cfg = compose("train", overrides=[f"experiment={args.experiment}", "logger=none", *overrides])
     torch.manual_seed(int(cfg.seed))
     dm = runtime.build_datamodule(cfg)
     module = runtime.build_module(cfg, dm)
@@ -64,14 +81,23 @@ def main() -> None:
     r = evaluate(module, val)
     print(f"start R1@0.5={r['R1@0.5']:.1f} mIoU={r['mIoU']:.1f} heldout={r['heldout_triplet']:.3f}", flush=True)
     t0 = time.time()
+    self_training = module.criterion.trains_self_training_at(0)
+    if args.loss == "self_training" and not self_training:
+        raise SystemExit("--loss self_training needs model.sap_loss=true model.loss.weights.self_training=W "
+                         "model.loss.self_training.start_epoch=0")
     for epoch in range(epochs):
         dm.set_epoch(epoch)
+        if self_training and (epoch == 0 or args.teacher == "self"):
+            module.refresh_pseudo_moments(dm, epoch)
         loader = dm.train_dataloader()
         triplet = 0.0
         for batch in loader:
+            if self_training:
+                batch = module.with_pseudo_moments(batch, epoch)
             losses = module.losses(batch)
+            loss = losses["terms"]["self_training"] if args.loss == "self_training" else losses["loss"]
             opt.zero_grad()
-            losses["loss"].backward()
+            loss.backward()
             opt.step()
             triplet += float(losses["terms"]["triplet"].detach()) / len(loader)
         r = evaluate(module, val)
