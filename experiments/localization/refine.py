@@ -12,8 +12,8 @@ diagnostics per epoch (select on validation only), then the max-sum threshold re
 ``--loss self_training`` trains the interaction by the self-training term only (docs/model.md, "SAP as
 self-training"; give it ``model.sap_loss=true model.loss.weights.self_training=W
 model.loss.self_training.start_epoch=0``): the matching loss then never reaches the interaction. Its
-pseudo-moments come from the frozen checkpoint's network before the first epoch (``--teacher fixed``, the
-gated interaction starts as the identity) or are found again before every epoch by the network being refined
+pseudo-moments come from the network before the term's first epoch (``--teacher fixed``: the frozen
+checkpoint's, when the term trains from epoch 0, as the gated interaction starts as the identity) or are found again before every epoch by the network being refined
 (``--teacher self``). ``--experiment`` (default ``synthetic_cpu``) picks the world, e.g. ``anet_sim_cpu``.
 """
 from __future__ import annotations
@@ -81,20 +81,18 @@ def main() -> None:
     r = evaluate(module, val)
     print(f"start R1@0.5={r['R1@0.5']:.1f} mIoU={r['mIoU']:.1f} heldout={r['heldout_triplet']:.3f}", flush=True)
     t0 = time.time()
-    self_training = module.criterion.trains_self_training_at(0)
-    if args.loss == "self_training" and not self_training:
+    if args.loss == "self_training" and not module.criterion.trains_self_training_at(0):
         raise SystemExit("--loss self_training needs model.sap_loss=true model.loss.weights.self_training=W "
                          "model.loss.self_training.start_epoch=0")
+    taught = False
     for epoch in range(epochs):
         dm.set_epoch(epoch)
-        if self_training and (epoch == 0 or args.teacher == "self"):
-            module.refresh_pseudo_moments(dm, epoch)
+        if args.teacher == "self" or not taught:  # a no-op before the term's start_epoch
+            taught = module.refresh_pseudo_moments(dm, epoch)
         loader = dm.train_dataloader()
         triplet = 0.0
         for batch in loader:
-            if self_training:
-                batch = module.with_pseudo_moments(batch, epoch)
-            losses = module.losses(batch)
+            losses = module.losses(module.with_pseudo_moments(batch, epoch))
             loss = losses["terms"]["self_training"] if args.loss == "self_training" else losses["loss"]
             opt.zero_grad()
             loss.backward()
