@@ -5,9 +5,10 @@
 
 CHECKPOINT: `make train`'s checkpoint (or any whose weights the new network shares); the overrides add
 the interaction, e.g. ``model.net.interaction.kind=local_icim model.net.interaction.layers=2``. A gated
-interaction starts as the identity, so epoch "start" reproduces the checkpoint. Every parameter outside
-``net.interaction.layers`` is frozen. Prints val R1@0.5, mIoU, the held-out triplet and the localization
-diagnostics per epoch (select on validation only), then the max-sum threshold re-read on the last maps.
+interaction starts as the identity, so epoch "start" reproduces the checkpoint. Only the interaction's
+parameters that the checkpoint lacks train (its layers, and a bottleneck's projections); the rest is frozen.
+Prints val R1@0.5, mIoU, the held-out triplet and the localization diagnostics per epoch (select on
+validation only), then the max-sum threshold re-read on the last maps.
 
 ``--loss self_training`` trains the interaction by the self-training term only (docs/model.md, "SAP as
 self-training"; give it ``model.sap_loss=true model.loss.weights.self_training=W
@@ -81,13 +82,15 @@ def main() -> None:
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     missing, unexpected = module.load_state_dict(state, strict=False)
     module.fit_word_salience(dm)  # when the configured net has a salience the checkpoint lacks
-    if unexpected or any(not k.startswith(("net.interaction.layers", "net.salience.")) for k in missing):
+    if unexpected or any(not k.startswith(("net.interaction.", "net.salience.")) for k in missing):
         raise SystemExit(f"the checkpoint does not fit: missing {missing}, unexpected {unexpected}")
+    new_parts = {k for k in missing if k.startswith("net.interaction.")}  # the interaction's layers (+ projections)
     trained = []
     for name, p in module.named_parameters():
-        p.requires_grad_(name.startswith("net.interaction.layers"))
+        p.requires_grad_(name in new_parts)
         if p.requires_grad:
             trained.append(p)
+    print(f"training {sum(p.numel() for p in trained):,} parameters of the interaction", flush=True)
     opt = torch.optim.Adam(trained, lr=lr)
     val = dm.val_dataloader()
     r = evaluate(module, val)

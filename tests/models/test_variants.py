@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from fsan_lightning import ops
 from fsan_lightning.models import (
-    ICIM, REGISTRIES, CentredVideoEncoder, FeatureSpaceAlignment, FeatureSpaceVideoEncoder, GatedICIM, MaxSumGrounder,
+    ICIM, REGISTRIES, BottleneckGatedICIM, CentredVideoEncoder, FeatureSpaceAlignment, FeatureSpaceVideoEncoder, GatedICIM, MaxSumGrounder,
     CentredFeatureSpaceVideoEncoder, CentredLocalICIM, LocalICIM, SCGrounder, TextEncoder, TextSideICIM,
     WordResidualTextEncoder,
 )
@@ -333,3 +333,63 @@ def test_feedback_grounder_matches_a_literal_rereading():
     assert torch.equal(net.grounder(out.P, tm, vm, content), plain)  # on a map alone: the inner rule
     with pytest.raises(ValueError, match="beta"):
         make_net(base=FEATURE_SPACE_NET, grounder={**FEEDBACK, "beta": -1.0})
+
+
+def test_bottleneck_gated_icim_starts_as_the_identity_and_runs_narrow():
+    torch.manual_seed(0)
+    icim = BottleneckGatedICIM(16, layers=2, num_heads=2, ffn_dim=24, dropout=0.0, max_tokens=8, max_clips=8, width=4)
+    S, V = torch.randn(2, 5, 16), torch.randn(2, 6, 16)
+    tm = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    vm = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    S2, V2 = icim(S, V, tm, vm)
+    # gates at 0: only the (full-width) positions are added, padding zeroed
+    torch.testing.assert_close(S2, torch.where(tm[..., None], S + icim.text_pos[:5], torch.zeros_like(S)))
+    torch.testing.assert_close(V2, torch.where(vm[..., None], V + icim.video_pos[:6], torch.zeros_like(V)))
+    assert icim.text_pos.shape[1] == 16 and all(b.attn.embed_dim == 4 for b in icim.layers[0].children())
+    assert len(icim.layers) == 2
+    (S2.sum() + V2.pow(2).sum()).backward()
+    gates = [p for name, p in icim.named_parameters() if "gate" in name]
+    assert len(gates) == 2 * 4 * 2 and any(float(g.grad.abs()) > 0 for g in gates)
+    # open gates: the update is a rank-<=width change added to the inputs, read from the other modality
+    _open_gates(icim, 0.5)
+    S3, V3 = icim(S, V, tm, vm)
+    assert (V3 - V2)[vm].abs().amax() > 1e-3
+    _, V4 = icim(S.flip(1), V, tm, vm)
+    assert (V4 - V3)[0].abs().amax() > 1e-4  # the clips read the words
+    pad = V.clone()
+    pad[1, 4:] += 9.0
+    S5, V5 = icim(S, pad, tm, vm)
+    torch.testing.assert_close(V5, V3)  # padding never reaches valid positions
+    torch.testing.assert_close(S5, S3)
+    assert (V5[1, 4:] == 0).all()
+    with pytest.raises(ValueError, match="width"):
+        BottleneckGatedICIM(16, layers=1, num_heads=3, ffn_dim=24, width=4)
+
+
+def test_attached_two_stage_starts_at_its_base_map_and_lets_the_interacted_map_train_the_words():
+    (v, vm, t, tm), _ = padded_pair()
+    parts = {"base": FEATURE_SPACE_NET, "interaction": {"kind": "bottleneck_gated_icim", "layers": 2, "width": 4}}
+    net = make_net(kind="attached_two_stage", **parts)
+    out = net(v, vm, t, tm)
+    # a gated interaction starts as the identity and the base map reads the same positional encodings
+    torch.testing.assert_close(out.base_A, out.A)
+    torch.testing.assert_close(out.base_P, out.P)
+    _open_gates(net.interaction, 0.5)
+    out = net(v, vm, t, tm)
+    assert not torch.allclose(out.base_P, out.P, atol=1e-4)
+    inner = [p for n, p in net.interaction.named_parameters() if not n.endswith("_pos")]
+
+    def grads(loss, params):
+        net.zero_grad()
+        loss.backward()
+        return sum(0.0 if p.grad is None else float(p.grad.abs().sum()) for p in params)
+
+    words = list(net.text_encoder.parameters())
+    assert grads(out.P.sum(), inner) > 0
+    assert grads(net(v, vm, t, tm).P.sum(), words) > 0  # the interacted map trains the words through ICIM
+    assert grads(net(v, vm, t, tm).base_A.sum(), inner) == 0.0  # the base map never trains the interaction
+    detached = make_net(kind="two_stage", **parts)
+    _open_gates(detached.interaction, 0.5)
+    detached.zero_grad()
+    detached(v, vm, t, tm).P.sum().backward()
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in detached.text_encoder.parameters())

@@ -4,10 +4,10 @@ from .alignment import AlignmentMap, DotProductAlignment, FeatureSpaceAlignment
 from .build import REGISTRIES, build_criterion, build_fsan, check_compatible, effective_weights
 from .criterion import BindingTerms, FSANCriterion, MILTripletTerms, SAPTerms, SelfTrainingTerms, SiblingTerms, SwappedWordTerms, TripletTerms
 from .encoders import CentredFeatureSpaceVideoEncoder, CentredVideoEncoder, FeatureSpaceVideoEncoder, TextEncoder, VideoEncoder, WordResidualTextEncoder
-from .fsan import FSAN, FSANOutput, TwoStageFSAN
+from .fsan import FSAN, AttachedTwoStageFSAN, FSANOutput, TwoStageFSAN
 from .grounders import MaxSumGrounder, SCGrounder
 from .heads import HeadOutput, MLPClipHead, MLPSegmentHead, window_softmax_pool
-from .icim import ICIM, AttentionBlock, CentredLocalICIM, GatedAttentionBlock, GatedICIM, ICIMLayer, LocalICIM, LocalICIMLayer, TextSideICIM, TextSideICIMLayer, UnpositionedGatedICIM, UnpositionedICIM, UnpositionedLocalICIM
+from .icim import ICIM, AttentionBlock, BottleneckGatedICIM, CentredLocalICIM, GatedAttentionBlock, GatedICIM, ICIMLayer, LocalICIM, LocalICIMLayer, TextSideICIM, TextSideICIMLayer, UnpositionedGatedICIM, UnpositionedICIM, UnpositionedLocalICIM
 from .matching import BaseMapMatchingScore, CentredMatchingScore, JointMatchingScore, MatchingScore, PrintedMatchingScore
 from .self_training import SiblingPseudoMoments
 from .training_pass import TrainingPass, run_training_pass
@@ -15,8 +15,8 @@ from .training_pass import TrainingPass, run_training_pass
 __all__ = [
     "FSAN", "ICIM", "REGISTRIES", "AlignmentMap", "AttentionBlock", "BindingTerms", "SiblingTerms", "JointMatchingScore", "SwappedWordTerms", "TextSideICIM", "TextSideICIMLayer", "UnpositionedICIM", "UnpositionedGatedICIM", "UnpositionedLocalICIM", "LocalICIM", "LocalICIMLayer", "CentredFeatureSpaceVideoEncoder", "CentredLocalICIM", "CentredMatchingScore", "CentredVideoEncoder",
     "DotProductAlignment", "FSANCriterion", "FSANOutput", "FeatureSpaceAlignment", "FeatureSpaceVideoEncoder",
-    "GatedAttentionBlock", "GatedICIM", "HeadOutput", "ICIMLayer", "MILTripletTerms", "MLPClipHead",
+    "GatedAttentionBlock", "GatedICIM", "BottleneckGatedICIM", "HeadOutput", "ICIMLayer", "MILTripletTerms", "MLPClipHead",
     "MLPSegmentHead", "MatchingScore", "MaxSumGrounder", "PrintedMatchingScore", "SAPTerms", "SCGrounder", "SelfTrainingTerms", "SiblingPseudoMoments",
-    "TextEncoder", "TrainingPass", "TwoStageFSAN", "BaseMapMatchingScore", "TripletTerms", "VideoEncoder", "WordResidualTextEncoder", "build_criterion",
+    "TextEncoder", "TrainingPass", "TwoStageFSAN", "AttachedTwoStageFSAN", "BaseMapMatchingScore", "TripletTerms", "VideoEncoder", "WordResidualTextEncoder", "build_criterion",
     "build_fsan", "check_compatible", "effective_weights", "run_training_pass", "window_softmax_pool",
 ]

@@ -24,17 +24,18 @@ from .criterion import (
 )
 from .self_training import teacher_rule
 from .encoders import CentredFeatureSpaceVideoEncoder, CentredVideoEncoder, FeatureSpaceVideoEncoder, TextEncoder, VideoEncoder, WordResidualTextEncoder
-from .fsan import FSAN, TwoStageFSAN
+from .fsan import FSAN, AttachedTwoStageFSAN, TwoStageFSAN
 from .grounders import FeedbackGrounder, MaxSumGrounder, SCGrounder
 from .heads import MLPClipHead, MLPSegmentHead
-from .icim import ICIM, CentredLocalICIM, GatedICIM, LocalICIM, TextSideICIM, UnpositionedGatedICIM, UnpositionedICIM, UnpositionedLocalICIM
+from .icim import ICIM, BottleneckGatedICIM, CentredLocalICIM, GatedICIM, LocalICIM, TextSideICIM, UnpositionedGatedICIM, UnpositionedICIM, UnpositionedLocalICIM
 from .matching import BaseMapMatchingScore, CentredMatchingScore, JointMatchingScore, MatchingScore, PrintedMatchingScore
 from .salience import WordSalience
 
 TEXT_ENCODERS = {"transformer": TextEncoder, "word_residual": WordResidualTextEncoder}
 VIDEO_ENCODERS = {"linear": VideoEncoder, "feature_space": FeatureSpaceVideoEncoder, "centred": CentredVideoEncoder,
                   "centred_feature_space": CentredFeatureSpaceVideoEncoder}
-INTERACTIONS = {"icim": ICIM, "gated_icim": GatedICIM, "text_side_icim": TextSideICIM,
+INTERACTIONS = {"icim": ICIM, "gated_icim": GatedICIM, "bottleneck_gated_icim": BottleneckGatedICIM,
+                "text_side_icim": TextSideICIM,
                 "local_icim": LocalICIM, "centred_local_icim": CentredLocalICIM,
                 "unpositioned_icim": UnpositionedICIM, "unpositioned_gated_icim": UnpositionedGatedICIM,
                 "unpositioned_local_icim": UnpositionedLocalICIM}
@@ -45,7 +46,7 @@ MATCHING_SCORES = {"raw": MatchingScore, "centred": CentredMatchingScore, "print
                    "base": BaseMapMatchingScore, "joint": JointMatchingScore}
 BINDING_TERMS = {"sentence": BindingTerms, "word": SwappedWordTerms}
 BINDING_DEFAULT = {"kind": "sentence", "matching": {"kind": "joint", "temperature": 0.1}}  # fn: the matching's
-NETWORKS = {"fsan": FSAN, "two_stage": TwoStageFSAN}
+NETWORKS = {"fsan": FSAN, "two_stage": TwoStageFSAN, "attached_two_stage": AttachedTwoStageFSAN}
 REGISTRIES = {"text_encoder": TEXT_ENCODERS, "video_encoder": VIDEO_ENCODERS, "interaction": INTERACTIONS,
               "alignment": ALIGNMENTS, "grounder": GROUNDERS, "head": HEADS, "matching": MATCHING_SCORES,
               "network": NETWORKS}
@@ -83,7 +84,8 @@ def build_fsan(vocab_size: int, word_dim: int, video_dim: int, *, d_model: int |
         text_encoder, video_encoder, interaction, alignment, grounder, head: ``{"kind": ..., **kwargs}``;
             ``head`` is built only for ``grounding_head="mlp"``.
         cross_attn, inner_attn, grounding_head: Table 4 switches.
-        kind: the network class: ``"fsan"`` (the paper) or ``"two_stage"`` (also the map before the interaction).
+        kind: the network class: ``"fsan"`` (the paper), ``"two_stage"`` (also the map before the interaction)
+            or ``"attached_two_stage"`` (the same, the interaction reading the encoders' features attached).
         salience: None (equal word weights, the paper) or the arguments of :class:`~.salience.WordSalience`
             (``min_videos``, ``power``, ``floor``); it is fitted from the training split before training
             (``FSANModule.fit_word_salience``).

@@ -153,6 +153,27 @@ class TwoStageFSAN(FSAN):
                            token_weights=self._token_weights(tokens, token_mask))
 
 
+
+class AttachedTwoStageFSAN(TwoStageFSAN):
+    """Variant: :class:`TwoStageFSAN` whose interaction reads the encoders' features attached, and whose base
+    map reads them with the interaction's positional encodings (as `make train`'s FSAN with 0 ICIM layers
+    does), so a gated interaction starts with its map equal to the base map.
+
+    With ``loss.matching.kind: base`` the matching still never trains the interaction (issue 19's
+    whole-video route is blocked), while a loss on the interacted map (the self-training term) trains the
+    interaction *and* the words through it: the words keep what that term taught `make train`'s model
+    (experiments/localization/README.md, session 8), and the interaction is trained by it alone.
+    """
+
+    def forward(self, video: Tensor, video_mask: Tensor, tokens: Tensor, token_mask: Tensor) -> FSANOutput:
+        S, V = self._encode(video, video_mask, tokens, token_mask)
+        positioned = getattr(self.interaction, "positioned", None)
+        base_S, base_V = positioned(S, V) if positioned is not None else (S, V)
+        base_A, base_P, base_cosine = self.alignment(base_S, base_V, token_mask, video_mask)
+        S2, V2 = self.interaction(S, V, token_mask, video_mask)
+        return self._align(S2, V2, token_mask, video_mask, base_A=base_A, base_P=base_P, base_cosine=base_cosine,
+                           token_weights=self._token_weights(tokens, token_mask))
+
 def check_inputs(video: Tensor, video_mask: Tensor, tokens: Tensor, token_mask: Tensor, vocab_size: int) -> None:
     """Raise ValueError naming the samples whose shapes, masks or token ids FSAN cannot take."""
     if video.dim() != 3 or tokens.dim() != 2:
