@@ -130,3 +130,34 @@ def test_self_training_term_trains_the_map_toward_the_moment():
         loss.backward()
         opt.step()
     assert inside_share() > before + 0.1
+
+
+def test_base_map_teacher_reads_the_map_before_the_interaction():
+    import copy
+
+    from fsan_lightning.models import BaseMapSiblingPseudoMoments
+    from helpers import FEATURE_SPACE_NET, make_net, padded_pair
+
+    (v, vm, t, tm), _ = padded_pair()
+    B = v.shape[0]
+    batch = {"video": v, "video_mask": vm, "tokens": t, "token_mask": tm, "content_mask": tm,
+             "qidx": torch.arange(B), "vid": ["a", "a"] + [f"v{i}" for i in range(B - 2)]}
+    net = make_net(kind="attached_two_stage", base=FEATURE_SPACE_NET, grounder={"kind": "maxsum", "tokens": "all"},
+                   interaction={"kind": "bottleneck_gated_icim", "layers": 1, "width": 4}).eval()
+    closed = copy.deepcopy(net)  # gates at 0: its interacted map is its base map
+    with torch.no_grad():
+        for name, p in net.interaction.named_parameters():
+            if "gate" in name:
+                p.fill_(3.0)
+    _, own = SiblingPseudoMoments()(net, [batch])
+    _, base = BaseMapSiblingPseudoMoments()(net, [batch])
+    _, reference = SiblingPseudoMoments()(closed, [batch])
+    assert torch.equal(base, reference) and not torch.equal(own, reference)
+    assert not net._bypassed  # the bypass ends with the teacher's pass
+    with pytest.raises(ValueError, match="attached_two_stage"):
+        BaseMapSiblingPseudoMoments()(make_net(base=FEATURE_SPACE_NET, grounder={"kind": "maxsum"}).eval(), [batch])
+    with pytest.raises(ValueError, match="attached_two_stage"):
+        build_criterion({"triplet": 1.0, "self_training": 0.1}, self_training={"teacher": "base_sibling"},
+                        net=make_net(base=FEATURE_SPACE_NET, grounder={"kind": "maxsum"}))
+    with pytest.raises(ValueError, match="teacher must be one of"):
+        build_criterion({"triplet": 1.0}, self_training={"teacher": "ema"})

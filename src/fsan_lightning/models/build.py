@@ -22,7 +22,7 @@ from .criterion import (
     SwappedWordTerms,
     TripletTerms,
 )
-from .self_training import teacher_rule
+from .self_training import BaseMapSiblingPseudoMoments, teacher_rule
 from .encoders import CentredFeatureSpaceVideoEncoder, CentredVideoEncoder, FeatureSpaceVideoEncoder, TextEncoder, VideoEncoder, WordResidualTextEncoder
 from .fsan import FSAN, AttachedTwoStageFSAN, TwoStageFSAN
 from .grounders import FeedbackGrounder, MaxSumGrounder, SCGrounder
@@ -170,7 +170,8 @@ def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matchi
         sibling: :class:`SiblingTerms` arguments (``margin``, ``mask_shared``) plus ``matching: {...}``
             (default: the matching score's kind, ``fn`` and ``temperature``); it trains only with a
             positive ``weights["sibling"]`` (and ``data.siblings``).
-        self_training: :class:`SelfTrainingTerms` arguments (``temperature``, ``joint``); it trains only with
+        self_training: :class:`SelfTrainingTerms` arguments (``temperature``, ``joint``, ``start_epoch``,
+            ``teacher``); it trains only with
             a positive ``weights["self_training"]`` (the pseudo-moments come from ``FSANModule``).
     """
     cls, kw = _pick("matching", matching or {"kind": "raw"})
@@ -239,6 +240,8 @@ def check_compatible(net: FSAN, criterion: FSANCriterion) -> None:
             raise ValueError("loss.matching.kind='base' and loss.sap.weights_from='base' need model.net.kind: two_stage")
         if isinstance(term, SelfTrainingTerms) and criterion.needs_pseudo_moments:
             teacher_rule(net.grounder)  # ValueError for a grounder the teacher cannot read
+            if isinstance(term.teacher, BaseMapSiblingPseudoMoments) and not isinstance(net, AttachedTwoStageFSAN):
+                raise ValueError("loss.self_training.teacher='base_sibling' needs model.net.kind: attached_two_stage")
         if isinstance(term, MILTripletTerms) and net.head is None:
             raise ValueError("the MIL terms need the MLP head (grounding_head='mlp')")
     if net.head is not None and not any(isinstance(t, MILTripletTerms) for t in criterion.terms):

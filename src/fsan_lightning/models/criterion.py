@@ -17,7 +17,7 @@ from .. import ops
 from .fsan import FSANOutput
 from .grounders import SCGrounder
 from .matching import MatchingScore
-from .self_training import SiblingPseudoMoments
+from .self_training import TEACHERS, SiblingPseudoMoments
 from .training_pass import TrainingPass
 
 Terms = tuple[dict[str, Tensor], dict[str, Tensor]]
@@ -254,16 +254,22 @@ class SelfTrainingTerms:
     Args:
         temperature: of the clip softmax (> 0). joint: :class:`SiblingPseudoMoments`'s sibling weight.
         start_epoch: the first epoch (0-based) whose batches carry pseudo-moments (>= 0).
+        teacher: ``"sibling"`` (:class:`SiblingPseudoMoments`, on the map the grounder reads) or
+            ``"base_sibling"`` (:class:`~.self_training.BaseMapSiblingPseudoMoments`, on the map before the
+            interaction; an ``attached_two_stage`` network).
     """
 
     names = ("self_training",)
 
-    def __init__(self, temperature: float = 0.05, joint: float = 1.0, start_epoch: int = 5) -> None:
+    def __init__(self, temperature: float = 0.05, joint: float = 1.0, start_epoch: int = 5,
+                 teacher: str = "sibling") -> None:
         if temperature <= 0 or start_epoch < 0:
             raise ValueError(f"SelfTrainingTerms: need temperature > 0 and start_epoch >= 0, got {temperature}, "
                              f"{start_epoch}")
+        if teacher not in TEACHERS:
+            raise ValueError(f"SelfTrainingTerms: teacher must be one of {sorted(TEACHERS)}, got {teacher!r}")
         self.temperature, self.start_epoch = float(temperature), int(start_epoch)
-        self.teacher = SiblingPseudoMoments(joint)
+        self.teacher = TEACHERS[teacher](joint)
 
     def __call__(self, tp: TrainingPass) -> Terms:
         if tp.pseudo_moment is None:

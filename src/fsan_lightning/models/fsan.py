@@ -6,6 +6,8 @@ paper's form and its variants from a config). Each part is replaceable on its ow
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -165,12 +167,28 @@ class AttachedTwoStageFSAN(TwoStageFSAN):
     (experiments/localization/README.md, session 8), and the interaction is trained by it alone.
     """
 
+    _bypassed = False
+
+    @contextmanager
+    def interaction_bypassed(self) -> Iterator[None]:
+        """Within: the interacted outputs are the base map's (the interaction is skipped), e.g. for a
+        teacher that reads the base map with the grounder of the interacted one."""
+        self._bypassed = True
+        try:
+            yield
+        finally:
+            self._bypassed = False
+
     def forward(self, video: Tensor, video_mask: Tensor, tokens: Tensor, token_mask: Tensor) -> FSANOutput:
         S, V = self._encode(video, video_mask, tokens, token_mask)
         positioned = getattr(self.interaction, "positioned", None)
         base_S, base_V = positioned(S, V) if positioned is not None else (S, V)
         base_A, base_P, base_cosine = self.alignment(base_S, base_V, token_mask, video_mask)
-        S2, V2 = self.interaction(S, V, token_mask, video_mask)
+        if self._bypassed:
+            S2 = torch.where(token_mask[..., None], base_S, torch.zeros_like(base_S))
+            V2 = torch.where(video_mask[..., None], base_V, torch.zeros_like(base_V))
+        else:
+            S2, V2 = self.interaction(S, V, token_mask, video_mask)
         return self._align(S2, V2, token_mask, video_mask, base_A=base_A, base_P=base_P, base_cosine=base_cosine,
                            token_weights=self._token_weights(tokens, token_mask))
 

@@ -89,3 +89,28 @@ class SiblingPseudoMoments:
 
     def __repr__(self) -> str:
         return f"SiblingPseudoMoments(joint={self.joint})"
+
+
+class BaseMapSiblingPseudoMoments(SiblingPseudoMoments):
+    """Variant teacher: :class:`SiblingPseudoMoments` on the map *before* the interaction, read by the
+    network's own grounder (an :class:`~.fsan.AttachedTwoStageFSAN`, its interaction bypassed).
+
+    The base map is trained by the matching loss, so the term's moments stay anchored to what the matching
+    learned; a teacher reading the interacted map would be taught by the interaction it teaches, which
+    only this term trains (measured: experiments/localization/README.md, session 11).
+    """
+
+    @torch.no_grad()
+    def sentence_maps(self, net, loader) -> tuple[Tensor, Tensor, Tensor, list[str]]:
+        bypassed = getattr(net, "interaction_bypassed", None)
+        if bypassed is None:
+            raise ValueError(f"BaseMapSiblingPseudoMoments needs a network whose interaction can be bypassed "
+                             f"(net.kind: attached_two_stage), got {type(net).__name__}")
+        with bypassed():
+            return super().sentence_maps(net, loader)
+
+    def __repr__(self) -> str:
+        return f"BaseMapSiblingPseudoMoments(joint={self.joint})"
+
+
+TEACHERS = {"sibling": SiblingPseudoMoments, "base_sibling": BaseMapSiblingPseudoMoments}
