@@ -17,7 +17,7 @@ from .. import ops
 from .fsan import FSANOutput
 from .grounders import SCGrounder
 from .matching import MatchingScore
-from .self_training import TEACHERS, SiblingPseudoMoments
+from .self_training import TEACHERS
 from .training_pass import TrainingPass
 
 Terms = tuple[dict[str, Tensor], dict[str, Tensor]]
