@@ -32,7 +32,7 @@ PAPER_NET = {
 PAPER_LOSS = {
     "weights": {"triplet": 1 / 3, "inner": 1 / 3, "outer": 1 / 3}, "margin": 0.2,
     "matching": {"kind": "raw", "fn": "cosine", "temperature": None}, "mask_shared": "both", "sap": {"tau": 0.05},
-    "self_training": {"temperature": 0.05, "joint": 1.0, "start_epoch": 5},  # the SAP variant's settings (weight 0: off)
+    "self_training": {"temperature": 0.05, "joint": 1.0, "start_epoch": 5, "teacher": "sibling"},  # the SAP variant's settings (weight 0: off)
 }
 PAPER_MODEL = {"net": PAPER_NET, "loss": PAPER_LOSS,
                "optim": {"lr": 1e-4, "weight_decay": 0.0, "scheduler": None, "sap_warmup_epochs": 0,

@@ -46,7 +46,8 @@ def test_recipe_builds_the_feature_space_model(recipe_run, tiny_world_dir):
     # the SAP losses in their self-training form (opted in above; 0 in the recipe): inner/outer weigh 0
     assert dict(m.loss.weights) == {"triplet": 1.0, "triplet_video": 1.0, "inner": 0.0, "outer": 0.0,
                                     "self_training": 0.1}
-    assert dict(m.loss.self_training) == {"temperature": 0.05, "joint": 1.0, "start_epoch": 1}  # 5 unless overridden
+    assert dict(m.loss.self_training) == {"temperature": 0.05, "joint": 1.0, "start_epoch": 1,  # 5 unless overridden
+                                          "teacher": "sibling"}
     predictor = FSANPredictor.from_checkpoint(results["checkpoint"])
     net = predictor.module.net
     feature_dim = read_features(tiny_world_dir, "v_syn_test00000").shape[1]
