@@ -30,7 +30,6 @@ from hydra import compose, initialize_config_module
 from fsan_lightning import _entry as runtime
 from fsan_lightning import ops
 from fsan_lightning.models import MaxSumGrounder
-from fsan_lightning.models.training_pass import TrainingPass
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sweep import evaluate  # noqa: E402
@@ -57,11 +56,8 @@ def self_training_loss(module, batch) -> torch.Tensor:
     """The self-training term of ``batch`` (carrying ``pseudo_moment``) from the positive pass alone: the
     term reads only (V, S), so the negative passes that ``module.losses`` also runs are skipped (3x fewer rows)."""
     out = module.net(batch["video"], batch["video_mask"], batch["tokens"], batch["token_mask"])
-    tp = TrainingPass(pos=out, neg=out, neg_video=None, tokens=batch["tokens"], token_mask=batch["token_mask"],
-                      neg_tokens=batch["tokens"], neg_token_mask=batch["token_mask"],
-                      content_mask=batch.get("content_mask"), neg_video_ok=None,
-                      pseudo_moment=batch["pseudo_moment"])
-    return module.criterion.self_training(tp)[0]["self_training"]
+    return module.criterion.self_training.loss(out, batch["token_mask"], batch.get("content_mask"),
+                                               batch["pseudo_moment"])
 
 
 def main() -> None:
@@ -105,7 +101,7 @@ def main() -> None:
         if args.teacher == "self" or not taught:  # a no-op before the term's start_epoch
             taught = module.refresh_pseudo_moments(dm, epoch)
         loader = dm.train_dataloader()
-        triplet = 0.0  # the training triplet (--loss all) or the self-training term (--loss self_training)
+        shown_mean = 0.0  # of the training triplet (--loss all) or the self-training term (--loss self_training)
         for batch in loader:
             batch = module.with_pseudo_moments(batch, epoch)
             if args.loss == "self_training":
@@ -117,11 +113,11 @@ def main() -> None:
             opt.zero_grad()
             loss.backward()
             opt.step()
-            triplet += float(shown.detach()) / len(loader)
+            shown_mean += float(shown.detach()) / len(loader)
         r = evaluate(module, val)
         gate = max((float(p.detach().abs()) for n, p in module.named_parameters() if "gate" in n), default=0.0)
         name = "self_training" if args.loss == "self_training" else "triplet"
-        print(f"ep{epoch} t={time.time() - t0:.0f}s {name}={triplet:.3f} R1@0.5={r['R1@0.5']:.1f} "
+        print(f"ep{epoch} t={time.time() - t0:.0f}s {name}={shown_mean:.3f} R1@0.5={r['R1@0.5']:.1f} "
               f"mIoU={r['mIoU']:.1f} heldout={r['heldout_triplet']:.3f} c_am_in={r['c_argmax_inside']:.3f} "
               f"len={r['pred_length']:.2f} max|gate|={gate:.3f}", flush=True)
     print("threshold (R1@0.5/mIoU):", threshold_scan(module, val))

@@ -112,21 +112,26 @@ def test_feature_space_net_compares_words_with_raw_clips():
     assert n_params(net, trainable_only=True) == (WORD * VDIM + VDIM) + VOCAB * VDIM + positions
 
 
-def test_gated_icim_starts_as_the_identity_and_learns_its_gates():
-    torch.manual_seed(0)
-    icim = GatedICIM(16, layers=2, num_heads=2, ffn_dim=24, dropout=0.0, max_tokens=8, max_clips=8)
+def _check_identity_at_init(icim):
+    """A 2-layer gated interaction over 16-d inputs: with its gates at 0 it only adds the positions (padding
+    zeroed), and its 16 gates (layers x blocks x (attention, ffn)) get gradients. -> (S, V, tm, vm, S2, V2)."""
     S, V = torch.randn(2, 5, 16), torch.randn(2, 6, 16)
     tm = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
     vm = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
     S2, V2 = icim(S, V, tm, vm)
-    # gates at 0: only the positions are added (padding zeroed)
     torch.testing.assert_close(S2, torch.where(tm[..., None], S + icim.text_pos[:5], torch.zeros_like(S)))
     torch.testing.assert_close(V2, torch.where(vm[..., None], V + icim.video_pos[:6], torch.zeros_like(V)))
-    assert not any("norm" in name for name, _ in icim.named_parameters())
     (S2.sum() + V2.pow(2).sum()).backward()
     gates = [p for name, p in icim.named_parameters() if "gate" in name]
-    assert len(gates) == 2 * 4 * 2  # layers x blocks x (attention, ffn)
-    assert any(float(g.grad.abs()) > 0 for g in gates)
+    assert len(gates) == 2 * 4 * 2 and any(float(g.grad.abs()) > 0 for g in gates)
+    return S, V, tm, vm, S2.detach(), V2.detach()
+
+
+def test_gated_icim_starts_as_the_identity_and_learns_its_gates():
+    torch.manual_seed(0)
+    icim = GatedICIM(16, layers=2, num_heads=2, ffn_dim=24, dropout=0.0, max_tokens=8, max_clips=8)
+    _check_identity_at_init(icim)
+    assert not any("norm" in name for name, _ in icim.named_parameters())
     assert sum("norm" in n for n, _ in ICIM(16, layers=1, num_heads=2, ffn_dim=24).named_parameters()) == 4 * 2 * 2
 
 
@@ -338,18 +343,9 @@ def test_feedback_grounder_matches_a_literal_rereading():
 def test_bottleneck_gated_icim_starts_as_the_identity_and_runs_narrow():
     torch.manual_seed(0)
     icim = BottleneckGatedICIM(16, layers=2, num_heads=2, ffn_dim=24, dropout=0.0, max_tokens=8, max_clips=8, width=4)
-    S, V = torch.randn(2, 5, 16), torch.randn(2, 6, 16)
-    tm = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
-    vm = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
-    S2, V2 = icim(S, V, tm, vm)
-    # gates at 0: only the (full-width) positions are added, padding zeroed
-    torch.testing.assert_close(S2, torch.where(tm[..., None], S + icim.text_pos[:5], torch.zeros_like(S)))
-    torch.testing.assert_close(V2, torch.where(vm[..., None], V + icim.video_pos[:6], torch.zeros_like(V)))
+    S, V, tm, vm, S2, V2 = _check_identity_at_init(icim)  # the positions are added at the full width
     assert icim.text_pos.shape[1] == 16 and all(b.attn.embed_dim == 4 for b in icim.layers[0].children())
     assert len(icim.layers) == 2
-    (S2.sum() + V2.pow(2).sum()).backward()
-    gates = [p for name, p in icim.named_parameters() if "gate" in name]
-    assert len(gates) == 2 * 4 * 2 and any(float(g.grad.abs()) > 0 for g in gates)
     # open gates: the update is a rank-<=width change added to the inputs, read from the other modality
     _open_gates(icim, 0.5)
     S3, V3 = icim(S, V, tm, vm)

@@ -171,8 +171,8 @@ def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matchi
             (default: the matching score's kind, ``fn`` and ``temperature``); it trains only with a
             positive ``weights["sibling"]`` (and ``data.siblings``).
         self_training: :class:`SelfTrainingTerms` arguments (``temperature``, ``joint``, ``start_epoch``,
-            ``teacher``); it trains only with
-            a positive ``weights["self_training"]`` (the pseudo-moments come from ``FSANModule``).
+            ``teacher``); it trains only with a positive ``weights["self_training"]`` (the pseudo-moments
+            come from ``FSANModule``).
     """
     cls, kw = _pick("matching", matching or {"kind": "raw"})
     score = cls(**kw)

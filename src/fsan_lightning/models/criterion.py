@@ -271,15 +271,18 @@ class SelfTrainingTerms:
         self.temperature, self.start_epoch = float(temperature), int(start_epoch)
         self.teacher = TEACHERS[teacher](joint)
 
+    def loss(self, out: FSANOutput, token_mask: Tensor, content_mask: Tensor | None, pseudo_moment: Tensor) -> Tensor:
+        """The term (a scalar) of the output on (V, S): token_mask / content_mask bool [B, Ns],
+        pseudo_moment bool [B, Nv'] (Nv' >= Nv; the clips past Nv are ignored)."""
+        M = out.cosine if out.cosine is not None else out.A
+        scores = ops.token_mean(M, token_mask, content_mask, token_weights=out.token_weights)
+        moment = pseudo_moment[:, : scores.shape[1]]
+        return ops.moment_cross_entropy(scores, moment, out.video_mask, self.temperature).mean()
+
     def __call__(self, tp: TrainingPass) -> Terms:
         if tp.pseudo_moment is None:
             return {}, {}
-        out = tp.pos
-        M = out.cosine if out.cosine is not None else out.A
-        scores = ops.token_mean(M, tp.token_mask, tp.content_mask, token_weights=out.token_weights)
-        moment = tp.pseudo_moment[:, : scores.shape[1]]
-        ce = ops.moment_cross_entropy(scores, moment, out.video_mask, self.temperature)
-        return {"self_training": ce.mean()}, {}
+        return {"self_training": self.loss(tp.pos, tp.token_mask, tp.content_mask, tp.pseudo_moment)}, {}
 
 
 class MILTripletTerms:

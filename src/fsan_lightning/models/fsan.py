@@ -155,7 +155,6 @@ class TwoStageFSAN(FSAN):
                            token_weights=self._token_weights(tokens, token_mask))
 
 
-
 class AttachedTwoStageFSAN(TwoStageFSAN):
     """Variant: :class:`TwoStageFSAN` whose interaction reads the encoders' features attached, and whose base
     map reads them with the interaction's positional encodings (as `make train`'s FSAN with 0 ICIM layers
@@ -181,16 +180,16 @@ class AttachedTwoStageFSAN(TwoStageFSAN):
 
     def forward(self, video: Tensor, video_mask: Tensor, tokens: Tensor, token_mask: Tensor) -> FSANOutput:
         S, V = self._encode(video, video_mask, tokens, token_mask)
-        positioned = getattr(self.interaction, "positioned", None)
-        base_S, base_V = positioned(S, V) if positioned is not None else (S, V)
+        base_S, base_V = self.interaction.unchanged(S, V, token_mask, video_mask)
+        weights = self._token_weights(tokens, token_mask)
+        if self._bypassed:  # the interacted map is the base map: align once
+            out = self._align(base_S, base_V, token_mask, video_mask, token_weights=weights)
+            return replace(out, base_A=out.A, base_P=out.P, base_cosine=out.cosine)
         base_A, base_P, base_cosine = self.alignment(base_S, base_V, token_mask, video_mask)
-        if self._bypassed:
-            S2 = torch.where(token_mask[..., None], base_S, torch.zeros_like(base_S))
-            V2 = torch.where(video_mask[..., None], base_V, torch.zeros_like(base_V))
-        else:
-            S2, V2 = self.interaction(S, V, token_mask, video_mask)
+        S2, V2 = self.interaction(S, V, token_mask, video_mask)
         return self._align(S2, V2, token_mask, video_mask, base_A=base_A, base_P=base_P, base_cosine=base_cosine,
-                           token_weights=self._token_weights(tokens, token_mask))
+                           token_weights=weights)
+
 
 def check_inputs(video: Tensor, video_mask: Tensor, tokens: Tensor, token_mask: Tensor, vocab_size: int) -> None:
     """Raise ValueError naming the samples whose shapes, masks or token ids FSAN cannot take."""

@@ -150,6 +150,12 @@ class ICIM(nn.Module):
             )
         return S + self.text_pos[:Ns], V + self.video_pos[:Nv]
 
+    def unchanged(self, S: Tensor, V: Tensor, token_mask: Tensor, clip_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """What the interaction outputs with every block the identity: S [B, Ns, d], V [B, Nv, d] plus their
+        positional encodings, padded positions zeroed."""
+        S, V = self.positioned(S, V)
+        return _zero_padding(S, token_mask), _zero_padding(V, clip_mask)
+
     def forward(self, S: Tensor, V: Tensor, token_mask: Tensor, clip_mask: Tensor) -> tuple[Tensor, Tensor]:
         """S [B, Ns, d], V [B, Nv, d] -> enhanced (S'', V''); padded positions are zeroed."""
         S, V = self.positioned(S, V)
@@ -303,7 +309,7 @@ class CentredLocalICIM(LocalICIM):
         """S [B, Ns, d], V [B, Nv, d] -> (S'', V + update); padded positions are zeroed."""
         centred = ops.centred(V, clip_mask)
         S2, V2 = super().forward(S, centred, token_mask, clip_mask)
-        return S2, torch.where(clip_mask[..., None], V + V2 - centred, torch.zeros_like(V))
+        return S2, _zero_padding(V + V2 - centred, clip_mask)
 
 
 class _Unpositioned:
