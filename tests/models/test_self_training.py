@@ -161,3 +161,54 @@ def test_base_map_teacher_reads_the_map_before_the_interaction():
                         net=make_net(base=FEATURE_SPACE_NET, grounder={"kind": "maxsum"}))
     with pytest.raises(ValueError, match="teacher must be one of"):
         build_criterion({"triplet": 1.0}, self_training={"teacher": "ema"})
+
+
+def test_base_map_term_is_the_self_training_term_of_the_map_before_the_interaction():
+    from helpers import FEATURE_SPACE_NET, make_net, padded_pair
+
+    (v, vm, t, tm), _ = padded_pair()
+    net = make_net(kind="attached_two_stage", base=FEATURE_SPACE_NET, grounder={"kind": "maxsum", "tokens": "all"},
+                   interaction={"kind": "bottleneck_gated_icim", "layers": 1, "width": 4})
+    with torch.no_grad():
+        for name, p in net.interaction.named_parameters():
+            if "gate" in name:
+                p.fill_(3.0)  # open gates: the two maps differ
+    out = net(v, vm, t, tm)
+    assert not torch.allclose(out.cosine, out.base_cosine)
+    moment = torch.zeros(v.shape[0], v.shape[1], dtype=torch.bool)
+    moment[:, 1:3] = True
+    crit = build_criterion({"triplet": 1.0, "self_training": 0.1, "self_training_base": 0.2}, net=net,
+                           matching={"kind": "raw", "fn": "cosine"}, self_training={"temperature": 0.1})
+    batch = {"video": v, "video_mask": vm, "tokens": t, "token_mask": tm, "neg_tokens": t.flip(0),
+             "neg_token_mask": tm.flip(0), "content_mask": tm, "pseudo_moment": moment}
+    got = crit(run_training_pass(net, batch, False))
+    terms = {k: float(x.detach()) for k, x in got["terms"].items()}
+
+    def reference(cos):  # mean over tokens, softmax over valid clips at T 0.1, mean -log p inside the moment
+        values = []
+        for b in range(v.shape[0]):
+            words = [i for i in range(t.shape[1]) if tm[b, i]]
+            clips = [j for j in range(v.shape[1]) if vm[b, j]]
+            s = {j: sum(float(cos[b, i, j]) for i in words) / len(words) / 0.1 for j in clips}
+            log_z = math.log(sum(math.exp(x) for x in s.values()))
+            inside = [j for j in clips if moment[b, j]]
+            values.append(-sum(s[j] - log_z for j in inside) / len(inside))
+        return sum(values) / len(values)
+
+    assert terms["self_training_base"] == pytest.approx(reference(out.base_cosine.detach()), rel=1e-5)
+    assert terms["self_training"] == pytest.approx(reference(out.cosine.detach()), rel=1e-5)
+    assert float(got["loss"].detach()) == pytest.approx(
+        terms["triplet"] + 0.1 * terms["self_training"] + 0.2 * terms["self_training_base"], rel=1e-5)
+    # Table 4's sap_loss=false switches it off with the other SAP terms
+    assert effective_weights({"triplet": 1.0, "self_training": 0.1, "self_training_base": 0.2},
+                             sap_loss=False)["self_training_base"] == 0.0
+
+
+def test_base_map_term_refuses_a_network_without_a_base_map_and_a_loss_without_pseudo_moments():
+    from helpers import FEATURE_SPACE_NET, make_net
+
+    with pytest.raises(ValueError, match="self_training_base > 0 needs loss.weights.self_training > 0"):
+        build_criterion({"triplet": 1.0, "self_training_base": 0.1})
+    with pytest.raises(ValueError, match="self_training_base > 0 needs a base map"):
+        build_criterion({"triplet": 1.0, "self_training": 0.1, "self_training_base": 0.1},
+                        net=make_net(base=FEATURE_SPACE_NET, grounder={"kind": "maxsum"}))

@@ -2,7 +2,7 @@
 
 from .alignment import AlignmentMap, DotProductAlignment, FeatureSpaceAlignment
 from .build import REGISTRIES, build_criterion, build_fsan, check_compatible, effective_weights
-from .criterion import BindingTerms, FSANCriterion, MILTripletTerms, SAPTerms, SelfTrainingTerms, SiblingTerms, SwappedWordTerms, TripletTerms
+from .criterion import BaseMapSelfTrainingTerms, BindingTerms, FSANCriterion, MILTripletTerms, SAPTerms, SelfTrainingTerms, SiblingTerms, SwappedWordTerms, TripletTerms
 from .encoders import CentredFeatureSpaceVideoEncoder, CentredVideoEncoder, FeatureSpaceVideoEncoder, TextEncoder, VideoEncoder, WordResidualTextEncoder
 from .fsan import FSAN, AttachedTwoStageFSAN, FSANOutput, TwoStageFSAN
 from .grounders import MaxSumGrounder, SCGrounder
@@ -16,7 +16,7 @@ __all__ = [
     "FSAN", "ICIM", "REGISTRIES", "AlignmentMap", "AttentionBlock", "BindingTerms", "SiblingTerms", "JointMatchingScore", "SwappedWordTerms", "TextSideICIM", "TextSideICIMLayer", "UnpositionedICIM", "UnpositionedGatedICIM", "UnpositionedLocalICIM", "LocalICIM", "LocalICIMLayer", "CentredFeatureSpaceVideoEncoder", "CentredLocalICIM", "CentredMatchingScore", "CentredVideoEncoder",
     "DotProductAlignment", "FSANCriterion", "FSANOutput", "FeatureSpaceAlignment", "FeatureSpaceVideoEncoder",
     "GatedAttentionBlock", "GatedICIM", "BottleneckGatedICIM", "HeadOutput", "ICIMLayer", "MILTripletTerms", "MLPClipHead",
-    "MLPSegmentHead", "MatchingScore", "MaxSumGrounder", "PrintedMatchingScore", "SAPTerms", "SCGrounder", "SelfTrainingTerms", "SiblingPseudoMoments", "BaseMapSiblingPseudoMoments",
+    "MLPSegmentHead", "MatchingScore", "MaxSumGrounder", "PrintedMatchingScore", "SAPTerms", "SCGrounder", "SelfTrainingTerms", "BaseMapSelfTrainingTerms", "SiblingPseudoMoments", "BaseMapSiblingPseudoMoments",
     "TextEncoder", "TrainingPass", "TwoStageFSAN", "AttachedTwoStageFSAN", "BaseMapMatchingScore", "TripletTerms", "VideoEncoder", "WordResidualTextEncoder", "build_criterion",
     "build_fsan", "check_compatible", "effective_weights", "run_training_pass", "window_softmax_pool",
 ]

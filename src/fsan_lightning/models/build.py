@@ -13,6 +13,7 @@ from typing import Any
 
 from .alignment import AlignmentMap, DotProductAlignment, FeatureSpaceAlignment
 from .criterion import (
+    BaseMapSelfTrainingTerms,
     BindingTerms,
     FSANCriterion,
     MILTripletTerms,
@@ -123,7 +124,7 @@ def build_fsan(vocab_size: int, word_dim: int, video_dim: int, *, d_model: int |
 
 
 # the terms Table 4's "w/o loss on SAP" switches off: the paper's (Eqs. 9-12) and their self-training variant
-SAP_NAMES = SAPTerms.names + SelfTrainingTerms.names
+SAP_NAMES = SAPTerms.names + SelfTrainingTerms.names + BaseMapSelfTrainingTerms.names
 
 
 def effective_weights(weights: Mapping[str, float], sap_loss: bool = True, grounding_head: str = "sap") -> dict[str, float]:
@@ -172,7 +173,8 @@ def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matchi
             positive ``weights["sibling"]`` (and ``data.siblings``).
         self_training: :class:`SelfTrainingTerms` arguments (``temperature``, ``joint``, ``start_epoch``,
             ``teacher``); it trains only with a positive ``weights["self_training"]`` (the pseudo-moments
-            come from ``FSANModule``).
+            come from ``FSANModule``). :class:`BaseMapSelfTrainingTerms` (``weights["self_training_base"]``)
+            shares its temperature and pseudo-moments.
     """
     cls, kw = _pick("matching", matching or {"kind": "raw"})
     score = cls(**kw)
@@ -194,7 +196,11 @@ def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matchi
         terms.append(SelfTrainingTerms(**dict(self_training or {})))
     except TypeError as err:
         raise TypeError(f"model.loss.self_training (SelfTrainingTerms): {err}") from None
+    terms.append(BaseMapSelfTrainingTerms(terms[-1].temperature))
     criterion = FSANCriterion(terms, effective_weights(weights, sap_loss, grounding_head))
+    if criterion.weights.get("self_training_base", 0.0) > 0 and not criterion.needs_pseudo_moments:
+        raise ValueError("loss.weights.self_training_base > 0 needs loss.weights.self_training > 0 "
+                         "(it reads that term's pseudo-moments)")
     if net is not None:
         check_compatible(net, criterion)
     return criterion
@@ -242,6 +248,10 @@ def check_compatible(net: FSAN, criterion: FSANCriterion) -> None:
             teacher_rule(net.grounder)  # ValueError for a grounder the teacher cannot read
             if isinstance(term.teacher, BaseMapSiblingPseudoMoments) and not isinstance(net, AttachedTwoStageFSAN):
                 raise ValueError("loss.self_training.teacher='base_sibling' needs model.net.kind: attached_two_stage")
+        if (isinstance(term, BaseMapSelfTrainingTerms) and criterion.weights.get("self_training_base", 0.0) > 0
+                and not isinstance(net, TwoStageFSAN)):
+            raise ValueError("loss.weights.self_training_base > 0 needs a base map: model.net.kind: two_stage "
+                             "or attached_two_stage")
         if isinstance(term, MILTripletTerms) and net.head is None:
             raise ValueError("the MIL terms need the MLP head (grounding_head='mlp')")
     if net.head is not None and not any(isinstance(t, MILTripletTerms) for t in criterion.terms):

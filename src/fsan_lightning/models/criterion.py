@@ -275,14 +275,51 @@ class SelfTrainingTerms:
         """The term (a scalar) of the output on (V, S): token_mask / content_mask bool [B, Ns],
         pseudo_moment bool [B, Nv'] (Nv' >= Nv; the clips past Nv are ignored)."""
         M = out.cosine if out.cosine is not None else out.A
-        scores = ops.token_mean(M, token_mask, content_mask, token_weights=out.token_weights)
-        moment = pseudo_moment[:, : scores.shape[1]]
-        return ops.moment_cross_entropy(scores, moment, out.video_mask, self.temperature).mean()
+        return _moment_term(M, out, token_mask, content_mask, pseudo_moment, self.temperature)
 
     def __call__(self, tp: TrainingPass) -> Terms:
         if tp.pseudo_moment is None:
             return {}, {}
         return {"self_training": self.loss(tp.pos, tp.token_mask, tp.content_mask, tp.pseudo_moment)}, {}
+
+
+def _moment_term(M: Tensor, out: FSANOutput, token_mask: Tensor, content_mask: Tensor | None,
+                 pseudo_moment: Tensor, temperature: float) -> Tensor:
+    """Mean over the batch of :func:`ops.moment_cross_entropy` of the sentence map (the content-word mean of
+    M [B, Ns, Nv], weighted by ``out.token_weights``) against pseudo_moment bool [B, Nv'] (Nv' >= Nv)."""
+    scores = ops.token_mean(M, token_mask, content_mask, token_weights=out.token_weights)
+    moment = pseudo_moment[:, : scores.shape[1]]
+    return ops.moment_cross_entropy(scores, moment, out.video_mask, temperature).mean()
+
+
+class BaseMapSelfTrainingTerms:
+    """``self_training_base``: variant of :class:`SelfTrainingTerms` on the map *before* the interaction (a
+    two-stage network's ``base_cosine``, or ``base_A`` without one), against the same pseudo-moments.
+
+    With ``self_training`` on the interacted map, both maps learn the teacher's moments: the base map as
+    `make train`'s map does with the term (experiments/localization/README.md, session 8), the interaction on
+    top of it. It reads the pseudo-moments that ``self_training`` makes, so it needs a positive
+    ``self_training`` weight (checked by :func:`~.build.check_compatible`); off with ``sap_loss=false``.
+    Without pseudo-moments in the batch, or without a base map (a one-stage network, weight 0), no term.
+
+    Args:
+        temperature: of the clip softmax (> 0; :func:`~.build.build_criterion` passes ``self_training``'s).
+    """
+
+    names = ("self_training_base",)
+
+    def __init__(self, temperature: float = 0.05) -> None:
+        if temperature <= 0:
+            raise ValueError(f"BaseMapSelfTrainingTerms: need temperature > 0, got {temperature}")
+        self.temperature = float(temperature)
+
+    def __call__(self, tp: TrainingPass) -> Terms:
+        out = tp.pos
+        M = out.base_cosine if out.base_cosine is not None else out.base_A
+        if tp.pseudo_moment is None or M is None:
+            return {}, {}
+        return {"self_training_base": _moment_term(M, out, tp.token_mask, tp.content_mask, tp.pseudo_moment,
+                                                   self.temperature)}, {}
 
 
 class MILTripletTerms:
