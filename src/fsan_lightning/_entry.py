@@ -138,11 +138,20 @@ def log_model_size(module, datamodule) -> None:
 
 
 def build_callbacks(cfg: DictConfig) -> list:
-    """The callbacks group, plus the RNG-state callback that makes ``ckpt_path=last`` resume exactly."""
-    from fsan_lightning.lit.callbacks import ResumableRNG
+    """The callbacks group, plus the RNG-state callback that makes ``ckpt_path=last`` resume exactly and,
+    beside each checkpoint callback's files, the last.ckpt it resumes from (written every epoch)."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from fsan_lightning.lit.callbacks import LastCheckpoint, ResumableRNG
 
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
-    return callbacks + [ResumableRNG()]
+    for cb in callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.save_last:
+            log.warning("callbacks: ModelCheckpoint save_last=%s ignored; last.ckpt is written after every epoch "
+                        "(lit.callbacks.LastCheckpoint)", cb.save_last)
+            cb.save_last = False
+    dirs = dict.fromkeys(cb.dirpath for cb in callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath)
+    return callbacks + [ResumableRNG()] + [LastCheckpoint(d) for d in dirs]
 
 
 def provenance_callbacks(datamodule) -> list:

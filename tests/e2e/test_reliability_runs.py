@@ -45,6 +45,21 @@ def test_sigkill_then_resume_equals_uninterrupted(tiny_world_dir, tmp_path):
         tmp_path / "cut" / "predictions_test.jsonl").read_text()
 
 
+def test_last_checkpoint_is_the_last_epoch_not_the_best(tiny_world_dir, tmp_path):
+    """ckpt_path=last must resume after the last finished epoch: last.ckpt is written every epoch, also
+    when the monitored score did not improve (Lightning's save_last writes it only with a new best)."""
+    from fsan_lightning.train import train
+
+    cfg = tiny_train_config(tiny_world_dir, tmp_path, "trainer.max_epochs=3", "monitor=fake/score",
+                            "+callbacks.fake._target_=fake_metric.FallingScore")
+    results = train(cfg)
+    assert Path(results["checkpoint"]).name == "epoch000.ckpt"  # selection still follows the monitor
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 2
+    assert last["global_step"] == torch.load(results["checkpoint"], weights_only=False)["global_step"] * 3
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch000.ckpt", "last.ckpt"]
+
+
 def test_nan_loss_stops_with_a_clear_message_and_keeps_last_checkpoint(tiny_world_dir, tmp_path, monkeypatch):
     from fsan_lightning.models import FSANCriterion
     from fsan_lightning.train import train

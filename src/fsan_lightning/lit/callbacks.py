@@ -1,7 +1,9 @@
-"""Callbacks the framework always adds: exact resumption of random number streams."""
+"""Callbacks the framework always adds: exact resumption of random number streams, the last checkpoint."""
 from __future__ import annotations
 
+import os
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,32 @@ class ResumableRNG(pl.Callback):
         np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
         version, internal, gauss_py = state["python"]
         random.setstate((version, tuple(internal), gauss_py))
+
+
+class LastCheckpoint(pl.callbacks.Checkpoint):
+    """Write ``<dirpath>/last.ckpt`` at the end of every training epoch of ``fit``, whatever the monitored
+    score did.
+
+    ``ckpt_path=last`` must resume after the last finished epoch. Lightning 2.6's ``ModelCheckpoint(
+    save_last=True)`` writes last.ckpt only in the epochs where its monitored checkpoint is saved (a new
+    best), so after a run whose best epoch came early, a resume restarted from the best epoch. The file is
+    written where ``ModelCheckpoint`` writes its own with the default validation schedule (epoch end):
+    as a ``Checkpoint`` it runs after that callback and early stopping (Lightning orders checkpoint
+    callbacks last), so it holds their updated state, and a resume starts the next epoch. Written to a
+    temporary file and renamed: a kill mid-write leaves the previous last.ckpt intact.
+    """
+
+    def __init__(self, dirpath: str | os.PathLike) -> None:
+        self.path = Path(dirpath) / "last.ckpt"
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run or trainer.state.fn != "fit":
+            return
+        partial = self.path.with_name(self.path.name + ".partial")
+        trainer.save_checkpoint(partial)
+        if trainer.is_global_zero:
+            os.replace(partial, self.path)
+        trainer.strategy.barrier("LastCheckpoint")
 
 
 class FeatureProvenance(pl.Callback):
