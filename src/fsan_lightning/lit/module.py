@@ -6,6 +6,7 @@ diagnostics (mean of P inside vs outside the ground truth, predicted vs ground-t
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,7 +16,29 @@ from fsan_lightning.baselines.prototype import fit_local_visibility
 from fsan_lightning.lit.evaluation import EvalRanking, GroundingEvaluation, check_eval_protocol
 from fsan_lightning.models import build_criterion, build_fsan, run_training_pass
 
-OPTIM_DEFAULTS = {"lr": 1e-4, "weight_decay": 0.0, "scheduler": None, "sap_warmup_epochs": 0.0, "sap_ramp_epochs": 0.0}
+OPTIM_DEFAULTS = {"lr": 1e-4, "weight_decay": 0.0, "scheduler": None, "sap_warmup_epochs": 0.0, "sap_ramp_epochs": 0.0,
+                  "part_lr": {}}
+
+
+def param_groups(named_parameters, lr: float, part_lr: Mapping[str, float]) -> list[dict]:
+    """Adam parameter groups: the trainable parameters whose name starts with a ``part_lr`` prefix (e.g.
+    ``net.interaction``; the longest matching prefix wins) at that prefix's lr, the others at ``lr``.
+    Groups without parameters are left out. ValueError for a prefix that names no trainable parameter,
+    or a learning rate <= 0."""
+    bad = {k: v for k, v in part_lr.items() if float(v) <= 0}
+    if bad:
+        raise ValueError(f"model.optim.part_lr: learning rates must be > 0, got {bad}")
+    prefixes = sorted(part_lr, key=len, reverse=True)
+    members: dict[str | None, list] = {None: [], **{k: [] for k in prefixes}}
+    for name, p in named_parameters:
+        if p.requires_grad:
+            owner = next((k for k in prefixes if name == k or name.startswith(k + ".")), None)
+            members[owner].append(p)
+    unused = [k for k in prefixes if not members[k]]
+    if unused:
+        raise ValueError(f"model.optim.part_lr: prefix(es) {unused} name no trainable parameter "
+                         f"(parameter names look like 'net.interaction.layers.0...')")
+    return [{"params": ps, "lr": float(lr if k is None else part_lr[k])} for k, ps in members.items() if ps]
 
 
 def sap_weight_at(epoch_progress: float, warmup_epochs: float, ramp_epochs: float) -> float:
@@ -40,7 +63,8 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
         loss: the loss (:func:`fsan_lightning.models.build_criterion` arguments; conf/model/loss/).
         optim: ``lr``, ``weight_decay`` (Adam; paper lr 1e-4), ``scheduler`` (None | "cosine" over
             ``trainer.max_epochs``), ``sap_warmup_epochs``, ``sap_ramp_epochs`` (SAP terms off, then a
-            linear ramp; 0 = the paper's constant weights).
+            linear ramp; 0 = the paper's constant weights), ``part_lr`` (a learning rate per parameter-name
+            prefix, e.g. ``{"net.interaction": 3e-4}``; :func:`param_groups`).
         cross_attn, inner_attn, grounding_head, sap_loss: the Table 4 switches (``model.<name>``).
         top_k, nms_threshold: how many moments are ranked per query and the NMS IoU threshold.
         eval_protocol: "recall" (R@k, IoU) or "didemo" (Rank@k over the 21 moments, no NMS).
@@ -83,6 +107,7 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
         self.net = build_fsan(len(vocab), word_dim, video_dim, cross_attn=cross_attn, inner_attn=inner_attn,
                               grounding_head=grounding_head, **net)
         self.criterion = build_criterion(sap_loss=sap_loss, grounding_head=grounding_head, net=self.net, **loss)
+        param_groups(self.named_parameters(), self.optim["lr"], self.optim["part_lr"])  # bad prefixes: now
         self._pseudo_moments: torch.Tensor | None = None  # bool [training items, Nv] by qidx (self-training)
         self._init_evaluation()
 
@@ -216,8 +241,8 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=self.optim["lr"], weight_decay=self.optim["weight_decay"])
+        groups = param_groups(self.named_parameters(), self.optim["lr"], self.optim["part_lr"])
+        optimizer = torch.optim.Adam(groups, lr=self.optim["lr"], weight_decay=self.optim["weight_decay"])
         if self.optim["scheduler"] == "cosine" and self.trainer is not None and self.trainer.max_epochs:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.trainer.max_epochs))
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
