@@ -193,10 +193,10 @@ def build_criterion(weights: Mapping[str, float], *, margin: float = 0.2, matchi
     terms.append(_binding_terms(binding, margin, score.fn))
     terms.append(_sibling_terms(sibling, margin, matching or {}, unknown_id))
     try:
-        terms.append(SelfTrainingTerms(**dict(self_training or {})))
+        own_map = SelfTrainingTerms(**dict(self_training or {}))
     except TypeError as err:
         raise TypeError(f"model.loss.self_training (SelfTrainingTerms): {err}") from None
-    terms.append(BaseMapSelfTrainingTerms(terms[-1].temperature))
+    terms += [own_map, BaseMapSelfTrainingTerms(own_map.temperature)]
     criterion = FSANCriterion(terms, effective_weights(weights, sap_loss, grounding_head))
     if criterion.weights.get("self_training_base", 0.0) > 0 and not criterion.needs_pseudo_moments:
         raise ValueError("loss.weights.self_training_base > 0 needs loss.weights.self_training > 0 "

@@ -299,7 +299,8 @@ class BaseMapSelfTrainingTerms:
     With ``self_training`` on the interacted map, both maps learn the teacher's moments: the base map as
     `make train`'s map does with the term (experiments/localization/README.md, session 8), the interaction on
     top of it. It reads the pseudo-moments that ``self_training`` makes, so it needs a positive
-    ``self_training`` weight (checked by :func:`~.build.check_compatible`); off with ``sap_loss=false``.
+    ``self_training`` weight (checked by :func:`~.build.build_criterion`) and a two-stage network (checked by
+    :func:`~.build.check_compatible`); off with ``sap_loss=false``.
     Without pseudo-moments in the batch, or without a base map (a one-stage network, weight 0), no term.
 
     Args:
