@@ -47,7 +47,8 @@ SMALL_CPU_NOTE = "small CPU settings of experiment=synthetic_cpu (model fsan_syn
 ANET_SIM = "anet_sim"
 ANET_SIM_NOTE = ("the ActivityNet-scale world (real ActivityNet Captions annotations, simulated features; "
                  "CPU subset data.subset=1000 unless overridden), small CPU settings of experiment={exp}")
-TABLE4_CPU_NOTE = "small CPU settings of experiment=synthetic_table4 (fsan_small with ICIM and SAP losses), not the paper's data"
+TABLE4_CPU_NOTE = ("make train's recipe, experiment=synthetic_table4 (model fsan_cpu: ICIM trained by the SAP losses in "
+                   "their self-training form), small CPU settings, not the paper's data")
 
 
 @dataclass(frozen=True)
