@@ -61,6 +61,8 @@ def test_cli_sweep_runs_one_job_per_value(tiny_world_dir, tmp_path):
     cmd = [sys.executable, "-m", "fsan_lightning.train", "-m", "model.cross_attn=false,true",
            f"hydra.sweep.dir={sweep_dir}", "logger=csv", "callbacks.progress_bar=null",
            "trainer.enable_progress_bar=false", "trainer.max_epochs=2",
+           # the default model's ICIM trains only once its self-training terms start (epoch 5 unless set)
+           "model.loss.self_training.start_epoch=1",
            *world_overrides(tiny_world_dir), *TINY_MODEL]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True, text=True, timeout=600)
