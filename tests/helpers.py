@@ -120,6 +120,19 @@ def random_case(seed: int, B: int = 5, Ns: int = 6, Nv: int = 7, nan_padding: bo
 
 
 # ----------------------------------------------------------------------------- predictions
+def stub_data_side(vocab_size: int = 60, word_dim: int = 50, video_dim: int = 32, function_ids=(2, 3, 4, 5)):
+    """What ``_entry.build_module`` reads of a data module (vocabulary, feature width, word vectors, clips,
+    tokens), without data: ``vocab_size`` words (``<pad>``, ``<unk>``, ``w2``...), seeded random word vectors."""
+    from types import SimpleNamespace
+
+    g = np.random.default_rng(0)
+    words = ["<pad>", "<unk>", *[f"w{i}" for i in range(2, vocab_size)]]
+    vocab = SimpleNamespace(words=words, function_word_ids=list(function_ids))
+    emb = g.standard_normal((vocab_size, word_dim)).astype(np.float32)
+    return SimpleNamespace(vocab=vocab, embeddings=emb, video_dim=video_dim, dataset="synthetic",
+                           num_clips=16, max_tokens=20)
+
+
 def read_features(world: Path, vid: str) -> np.ndarray:
     """The raw feature rows [T, D] of ``vid`` in a synthetic world."""
     with h5py.File(world / FEATURES, "r") as f:

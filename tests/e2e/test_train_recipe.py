@@ -10,7 +10,7 @@ import torch
 
 from conftest import QUIET, compose_config, world_overrides
 from fsan_lightning.predictor import FSANPredictor
-from helpers import assert_same_windows, read_features
+from helpers import assert_same_windows, read_features, stub_data_side
 
 #: the recipes that train the default model: the bare entry point, make train, the ActivityNet-scale
 #: world, and both Table 4 experiments (issue 19: each uses the full architecture)
@@ -81,8 +81,7 @@ def test_recipe_builds_the_full_network(recipe_run, tiny_world_dir):
     for layer in icim.layers:  # both attentions, both ways
         assert None not in (layer.cross_text, layer.cross_video, layer.self_text, layer.self_video)
     # ICIM trained at its own learning rate, the rest at the base one
-    groups = predictor.module.configure_optimizers()
-    groups = getattr(groups, "param_groups", None) or groups["optimizer"].param_groups
+    groups = predictor.module.configure_optimizers().param_groups  # no scheduler in the recipe
     assert sorted(g["lr"] for g in groups) == [3.0e-4, 3.0e-3]
     # the word salience was fitted from the training split before training and travels in the checkpoint
     # (the tiny world's words are all in fewer than 10 training videos: equal weights here; see below)
@@ -141,18 +140,10 @@ def test_fitted_salience_travels_in_the_checkpoint(tiny_world_dir, tmp_path, mon
 
 def _default_module(*overrides: str):
     """make train's module on a stub data side (vocabulary, feature width, word vectors), seeded."""
-    from types import SimpleNamespace
-
-    import numpy as np
-
     from fsan_lightning._entry import build_module
 
-    words = ["<pad>", "<unk>", *[f"w{i}" for i in range(2, 40)]]
-    data = SimpleNamespace(vocab=SimpleNamespace(words=words, function_word_ids=[2, 3]), video_dim=32,
-                           embeddings=np.random.default_rng(0).standard_normal((40, 50)).astype(np.float32),
-                           dataset="synthetic", num_clips=16, max_tokens=20)
     torch.manual_seed(0)
-    return build_module(compose_config("train", ["experiment=synthetic_cpu", *overrides]), data)
+    return build_module(compose_config("train", ["experiment=synthetic_cpu", *overrides]), stub_data_side())
 
 
 def _blocks(module) -> set[str]:

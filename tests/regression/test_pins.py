@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
 from conftest import QUIET, compose_config, world_overrides
+from helpers import stub_data_side
 
 PINS = Path(__file__).with_name("pins.json")
 WRITE = os.environ.get("FSAN_WRITE_PINS") == "1"
@@ -28,13 +27,12 @@ WRITE = os.environ.get("FSAN_WRITE_PINS") == "1"
 # a changed formula, which moves these numbers by far more than float32 rounding.
 TOL, REL = 1e-6, 1e-5
 
+ROWS = ("full", "no_grounding_module", "no_sap_loss", "no_cross_attn", "no_inner_attn")
 # (model config, ablation row or None)
 BATCH_CASES = [
     ("fsan", None), ("fsan_small", None), ("fsan_synthetic", None), ("fsan_synthetic_full", None), ("fsan_cpu", None),
-    *[(m, row) for m in ("fsan_small", "fsan_synthetic_full", "fsan_cpu")
-      for row in ("full", "no_grounding_module", "no_sap_loss", "no_cross_attn", "no_inner_attn")],
+    *[(m, row) for m in ("fsan_small", "fsan_synthetic_full", "fsan_cpu") for row in ROWS],
 ]
-ROWS = ("full", "no_grounding_module", "no_sap_loss", "no_cross_attn", "no_inner_attn")
 # make train's and Table 4's recipes (model fsan_cpu since session 13; its self-training terms start after epoch 0
 # so that the 2 epochs train ICIM), and the models those recipes used before (the same pins as then)
 TRAIN_CASES = {
@@ -51,16 +49,6 @@ TRAIN_CASES = {
 }
 
 VOCAB_SIZE, WORD_DIM, VIDEO_DIM, FUNCTION_IDS = 60, 50, 32, [2, 3, 4, 5]
-
-
-def _stub_data():
-    """What ``build_module`` reads of a data module: vocabulary, feature width, word vectors."""
-    g = np.random.default_rng(0)
-    words = ["<pad>", "<unk>", *[f"w{i}" for i in range(2, VOCAB_SIZE)]]
-    vocab = SimpleNamespace(words=words, function_word_ids=FUNCTION_IDS)
-    emb = g.standard_normal((VOCAB_SIZE, WORD_DIM)).astype(np.float32)
-    return SimpleNamespace(vocab=vocab, embeddings=emb, video_dim=VIDEO_DIM, dataset="synthetic",
-                           num_clips=16, max_tokens=20)
 
 
 def fixed_batch() -> dict:
@@ -94,7 +82,7 @@ def build(model: str, row: str | None):
 
     cfg = compose_config("train", [f"model={model}", *([f"ablation={row}"] if row else [])])
     torch.manual_seed(0)
-    module = build_module(cfg, _stub_data())
+    module = build_module(cfg, stub_data_side(VOCAB_SIZE, WORD_DIM, VIDEO_DIM, FUNCTION_IDS))
     return module.eval()
 
 

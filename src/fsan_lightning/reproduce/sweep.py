@@ -42,7 +42,7 @@ PAPER_DATA = {"table2": "didemo", "table3": "activitynet"}
 SYNTHETIC_DIDEMO = ("experiment=synthetic_cpu", "data=didemo", "data.features=didemo_features.hdf5",
                     "data.feature_key='{vid}/c3d_features'", "data.num_workers=0", "data.pin_memory=false", "data.persistent_workers=false",
                     "data.batch_size=64", "data.eval_batch_size=128")
-SMALL_CPU_NOTE = "small CPU settings of experiment=synthetic_cpu (model fsan_synthetic), not the paper's data"
+SMALL_CPU_NOTE = "small CPU settings of experiment=synthetic_cpu (model fsan_cpu), not the paper's data"
 #: the ActivityNet-scale world (real annotations, simulated features): data=anet_sim, no --data-dir
 ANET_SIM = "anet_sim"
 ANET_SIM_NOTE = ("the ActivityNet-scale world (real ActivityNet Captions annotations, simulated features; "
