@@ -186,9 +186,11 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
 
     def losses(self, batch: dict[str, Any], sap_weight: float = 1.0) -> dict:
         """Run the training passes of ``batch`` and the loss: ``{"loss", "terms": {...}, "stats": {...}}``."""
-        passes = run_training_pass(self.net, batch, negative_video=self.criterion.needs_negative_video,
-                                   binding=self.criterion.needs_binding, sibling=self.criterion.needs_sibling)
-        return self.criterion(passes, sap_weight=sap_weight)
+        crit = self.criterion
+        passes = run_training_pass(self.net, batch, negative_video=crit.needs_negative_video,
+                                   binding=crit.needs_binding, sibling=crit.needs_sibling,
+                                   interacted=crit.interacted_passes(crit.passes))
+        return crit(passes, sap_weight=sap_weight)
 
     def rank(self, batch: dict[str, Any]) -> tuple[Any, torch.Tensor, torch.Tensor]:
         """Forward + segment scores + ranked moments.

@@ -22,6 +22,15 @@ from .training_pass import TrainingPass
 
 Terms = tuple[dict[str, Tensor], dict[str, Tensor]]
 
+PASSES = frozenset({"pos", "neg", "neg_video", "bind", "sib"})
+"""The passes of a :class:`~.training_pass.TrainingPass` (its fields of type FSANOutput)."""
+
+
+def _matched(matching: MatchingScore, passes: frozenset[str], wanted: frozenset[str]) -> frozenset[str]:
+    """The passes of ``wanted`` whose interacted map a term scoring them with ``matching`` reads, given
+    the ``passes`` the training pass has (a term without its pass returns no value and reads nothing)."""
+    return wanted if matching.reads_interacted and wanted <= passes else frozenset()
+
 
 def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     """Mean of x [B] over mask [B]; 0 (still attached to the graph) when the mask is empty."""
@@ -48,6 +57,12 @@ class TripletTerms:
         if mask_shared not in ("both", "negative", "none"):
             raise ValueError(f"TripletTerms: mask_shared must be 'both', 'negative' or 'none', got {mask_shared!r}")
         self.matching, self.margin, self.mask_shared, self.unknown_id = matching, margin, mask_shared, unknown_id
+
+    def interacted_passes(self, passes: frozenset[str]) -> frozenset[str]:
+        """The passes whose outputs after the interaction (A, P, cosine, features, head) this term reads,
+        given the passes the training pass has (:meth:`FSANCriterion.interacted_passes`)."""
+        return _matched(self.matching, passes, frozenset({"pos", "neg"})) | _matched(
+            self.matching, passes, frozenset({"pos", "neg_video"}))
 
     def __call__(self, tp: TrainingPass) -> Terms:
         tm, ntm = tp.token_mask, tp.neg_token_mask
@@ -85,6 +100,10 @@ class BindingTerms:
 
     def __init__(self, matching: MatchingScore, margin: float = 0.2) -> None:
         self.matching, self.margin = matching, margin
+
+    def interacted_passes(self, passes: frozenset[str]) -> frozenset[str]:
+        """See :meth:`TripletTerms.interacted_passes`."""
+        return _matched(self.matching, passes, frozenset({"pos", "bind"}))
 
     def __call__(self, tp: TrainingPass) -> Terms:
         if tp.bind is None:
@@ -163,6 +182,10 @@ class SiblingTerms:
         self.matching, self.margin, self.mask_shared, self.unknown_id = matching, margin, bool(mask_shared), unknown_id
         self.tokens, self.window = tokens, int(window)
 
+    def interacted_passes(self, passes: frozenset[str]) -> frozenset[str]:
+        """See :meth:`TripletTerms.interacted_passes`."""
+        return _matched(self.matching, passes, frozenset({"pos", "sib"}))
+
     def __call__(self, tp: TrainingPass) -> Terms:
         if tp.sib is None:
             return {}, {}
@@ -219,6 +242,10 @@ class SAPTerms:
         self.tau, self.eps, self.weight_form, self.outer_form, self.tokens = tau, eps, weight_form, outer_form, tokens
         self.weights_rule = weights_rule if weights_rule is not None else SCGrounder()
         self.weights_on = weights_on
+
+    def interacted_passes(self, passes: frozenset[str]) -> frozenset[str]:
+        """P of the positive pair (see :meth:`TripletTerms.interacted_passes`)."""
+        return frozenset({"pos"})
 
     def __call__(self, tp: TrainingPass) -> Terms:
         P, tm, vm, content = tp.pos.P, tp.token_mask, tp.pos.video_mask, tp.content_mask
@@ -277,6 +304,11 @@ class SelfTrainingTerms:
         M = out.cosine if out.cosine is not None else out.A
         return _moment_term(M, out, token_mask, content_mask, pseudo_moment, self.temperature)
 
+    def interacted_passes(self, passes: frozenset[str]) -> frozenset[str]:
+        """The positive pair's map (see :meth:`TripletTerms.interacted_passes`). Read only in the epochs whose
+        batches carry pseudo-moments, but declared always: the declaration cannot see the batch."""
+        return frozenset({"pos"})
+
     def __call__(self, tp: TrainingPass) -> Terms:
         if tp.pseudo_moment is None:
             return {}, {}
@@ -314,6 +346,11 @@ class BaseMapSelfTrainingTerms:
             raise ValueError(f"BaseMapSelfTrainingTerms: need temperature > 0, got {temperature}")
         self.temperature = float(temperature)
 
+    def interacted_passes(self, passes: frozenset[str]) -> frozenset[str]:
+        """None: the base map, the video mask and the word weights are the same before and after the
+        interaction (see :meth:`TripletTerms.interacted_passes`)."""
+        return frozenset()
+
     def __call__(self, tp: TrainingPass) -> Terms:
         out = tp.pos
         M = out.base_cosine if out.base_cosine is not None else out.base_A
@@ -336,6 +373,10 @@ class MILTripletTerms:
         if temperature is not None and temperature <= 0:
             raise ValueError(f"MILTripletTerms: temperature must be > 0 or None, got {temperature}")
         self.margin, self.temperature = margin, temperature
+
+    def interacted_passes(self, passes: frozenset[str]) -> frozenset[str]:
+        """The head reads the features after the interaction (see :meth:`TripletTerms.interacted_passes`)."""
+        return frozenset({"pos", "neg", "neg_video"}) & passes
 
     def _score(self, out: FSANOutput) -> Tensor:
         if out.instance_logits is None:
@@ -394,6 +435,27 @@ class FSANCriterion(nn.Module):
     def needs_pseudo_moments(self) -> bool:
         """Whether the self-training term trains (its batches need ``pseudo_moment``)."""
         return self.weights.get("self_training", 0.0) > 0
+
+    @property
+    def passes(self) -> frozenset[str]:
+        """The passes a training pass runs for this criterion (names from :data:`PASSES`)."""
+        extra = (("neg_video", self.needs_negative_video), ("bind", self.needs_binding), ("sib", self.needs_sibling))
+        return frozenset({"pos", "neg"} | {name for name, on in extra if on})
+
+    def interacted_passes(self, passes: frozenset[str] | set[str]) -> frozenset[str]:
+        """The passes of a training pass (of those in ``passes``, names from :data:`PASSES`) whose outputs
+        after the interaction any term reads, trained or only reported; the other passes may be computed
+        with the interaction bypassed (:class:`~.fsan.AttachedTwoStageFSAN`'s ``interact``). A term
+        without an ``interacted_passes`` method is taken to read them all."""
+        passes = frozenset(passes)
+        unknown = sorted(passes - PASSES)
+        if unknown:
+            raise ValueError(f"FSANCriterion.interacted_passes: unknown pass(es) {unknown}; passes: {sorted(PASSES)}")
+        read = frozenset()
+        for term in self.terms:
+            declared = getattr(term, "interacted_passes", None)
+            read |= passes if declared is None else declared(passes) & passes
+        return read
 
     def trains_self_training_at(self, epoch: int) -> bool:
         """Whether the self-training term trains in (0-based) ``epoch``: its batches then need pseudo-moments."""

@@ -167,6 +167,7 @@ class AttachedTwoStageFSAN(TwoStageFSAN):
     """
 
     _bypassed = False
+    interacts_on_rows = True  # forward's ``interact``: the interaction on some samples only
 
     @contextmanager
     def interaction_bypassed(self) -> Iterator[None]:
@@ -178,15 +179,32 @@ class AttachedTwoStageFSAN(TwoStageFSAN):
         finally:
             self._bypassed = False
 
-    def forward(self, video: Tensor, video_mask: Tensor, tokens: Tensor, token_mask: Tensor) -> FSANOutput:
+    def forward(self, video: Tensor, video_mask: Tensor, tokens: Tensor, token_mask: Tensor,
+                interact: Tensor | None = None) -> FSANOutput:
+        """As :meth:`FSAN.forward`, plus ``interact``: None (the interaction runs on every sample) or bool [B],
+        the samples it runs on; the others' interacted outputs (A, P, cosine, features, head) are their
+        base map's, as under :meth:`interaction_bypassed`. For a training pass whose losses read the
+        interacted map of some samples only (:meth:`~.criterion.FSANCriterion.interacted_passes`): the
+        interaction is most of a step's cost. The interacted samples' outputs are those of a full pass."""
         S, V = self._encode(video, video_mask, tokens, token_mask)
         base_S, base_V = self.interaction.unchanged(S, V, token_mask, video_mask)
         weights = self._token_weights(tokens, token_mask)
-        if self._bypassed:  # the interacted map is the base map: align once
+        if interact is not None:
+            if interact.dtype != torch.bool or tuple(interact.shape) != (video.shape[0],):
+                raise ValueError(f"AttachedTwoStageFSAN: interact must be bool [B={video.shape[0]}], "
+                                 f"got {interact.dtype} {tuple(interact.shape)}")
+            rows = interact.nonzero().flatten()
+            if len(rows) == len(interact):
+                interact = None
+        if self._bypassed or (interact is not None and len(rows) == 0):  # the interacted map is the base map
             out = self._align(base_S, base_V, token_mask, video_mask, token_weights=weights)
             return replace(out, base_A=out.A, base_P=out.P, base_cosine=out.cosine)
         base_A, base_P, base_cosine = self.alignment(base_S, base_V, token_mask, video_mask)
-        S2, V2 = self.interaction(S, V, token_mask, video_mask)
+        if interact is None:
+            S2, V2 = self.interaction(S, V, token_mask, video_mask)
+        else:
+            S2_rows, V2_rows = self.interaction(S[rows], V[rows], token_mask[rows], video_mask[rows])
+            S2, V2 = base_S.index_put((rows,), S2_rows), base_V.index_put((rows,), V2_rows)
         return self._align(S2, V2, token_mask, video_mask, base_A=base_A, base_P=base_P, base_cosine=base_cosine,
                            token_weights=weights)
 

@@ -33,6 +33,8 @@ class MatchingScore:
             raise ValueError(f"{type(self).__name__}: temperature must be > 0 or None, got {temperature}")
         self.fn, self.temperature = fn, temperature
 
+    reads_interacted = True  # g reads the map after the interaction (criterion.FSANCriterion.interacted_passes)
+
     @property
     def needs_cosine(self) -> bool:
         return self.fn == "cosine"
@@ -86,6 +88,8 @@ class PrintedMatchingScore(MatchingScore):
 class BaseMapMatchingScore(MatchingScore):
     """Variant: Eq. 7 on the map *before* the interaction (:class:`~.fsan.TwoStageFSAN`), so the matching
     loss cannot train the interaction to write a whole-video signature into every clip (issue 19)."""
+
+    reads_interacted = False
 
     def g(self, out: FSANOutput) -> Tensor:
         if out.base_A is None:

@@ -3,7 +3,7 @@ negative), (a sibling) in one batch."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +57,8 @@ class TrainingPass:
 
 
 def run_training_pass(net: FSAN, batch: Mapping[str, Any], negative_video: bool,
-                      binding: bool = False, sibling: bool = False) -> TrainingPass:
+                      binding: bool = False, sibling: bool = False,
+                      interacted: Collection[str] | None = None) -> TrainingPass:
     """Run ``net`` once on the concatenated pairs of a training batch.
 
     Args:
@@ -69,6 +70,11 @@ def run_training_pass(net: FSAN, batch: Mapping[str, Any], negative_video: bool,
             ``bind_ok``: the dataset's items with ``binding_tolerance`` set).
         sibling: also run the sibling on V (batch keys ``sib_tokens``, ``sib_token_mask``, ``sib_ok``: the
             dataset's items with ``siblings`` on).
+        interacted: None (every pass through the whole network) or the passes ("pos", "neg", "neg_video",
+            "bind", "sib") whose outputs after the interaction the losses read
+            (:meth:`~.criterion.FSANCriterion.interacted_passes`). A network that can run its interaction on
+            some samples only (``net.interacts_on_rows``: :class:`~.fsan.AttachedTwoStageFSAN`) then skips it
+            on the other passes, whose interacted outputs are their base map's; other networks ignore it.
     """
     video, vm = batch["video"], batch["video_mask"]
     B = video.shape[0]
@@ -110,7 +116,13 @@ def run_training_pass(net: FSAN, batch: Mapping[str, Any], negative_video: bool,
         vmasks.append(vm)
         toks.append(extra[f"{prefix}_tokens"])
         tmasks.append(extra[f"{prefix}_token_mask"])
-    out = net(torch.cat(videos), torch.cat(vmasks), torch.cat(toks), torch.cat(tmasks))
+    if interacted is not None and getattr(net, "interacts_on_rows", False):
+        names = ["pos", "neg"] + (["neg_video"] if negative_video else []) + list(rows)
+        flags = [torch.full((B,), name in interacted, dtype=torch.bool) for name in names]
+        out = net(torch.cat(videos), torch.cat(vmasks), torch.cat(toks), torch.cat(tmasks),
+                  interact=torch.cat(flags).to(video.device))
+    else:
+        out = net(torch.cat(videos), torch.cat(vmasks), torch.cat(toks), torch.cat(tmasks))
     for prefix, start in rows.items():
         extra[prefix] = out.select(slice(start, start + B))
     return TrainingPass(
