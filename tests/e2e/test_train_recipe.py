@@ -104,6 +104,24 @@ def test_recipe_self_training_trains_the_interaction_after_the_warm_up(recipe_ru
     assert gates and max(float(g.abs().max()) for g in gates) > 0
 
 
+def test_recipe_logs_the_base_map_reading_beside_the_interacted_one(recipe_run):
+    """val/base_<metric>: the same weights ranked with ICIM bypassed. In epoch 0 ICIM is still the identity
+    (its gates open only once the self-training terms train), so both readings are equal there."""
+    run_dir, _, _ = recipe_run
+    rows = [r for r in csv.DictReader(open(run_dir / "csv" / "metrics.csv")) if r.get("val/mIoU")]
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    for name in ("R1@0.1", "R1@0.5", "R5@0.5", "mIoU"):
+        assert rows[0][f"val/base_{name}"] == rows[0][f"val/{name}"], name
+        assert math.isfinite(float(rows[1][f"val/base_{name}"]))
+    assert not any(k.startswith("test/base_") for r in csv.DictReader(open(run_dir / "csv" / "metrics.csv"))
+                   for k, v in r.items() if v)  # validation only
+
+
+def test_only_networks_with_a_bypass_get_the_base_map_reading():
+    assert _default_module().val_base_metric is not None
+    assert _default_module("model=fsan_synthetic").val_base_metric is None  # one stage: no base map
+
+
 def test_recipe_checkpoint_predicts_what_the_test_run_wrote(recipe_run, tiny_world_dir):
     run_dir, results, _ = recipe_run
     torch.set_num_threads(1)

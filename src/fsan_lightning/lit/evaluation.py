@@ -69,14 +69,17 @@ class GroundingEvaluation:
         )
 
     # ------------------------------------------------------------------ steps
-    def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
-        ranking = self.eval_rank(batch)
-        windows = ranking.windows
-        metric = self.val_metric if stage == "val" else self.test_metric
+    def update_metric(self, metric, batch: dict[str, Any], windows: torch.Tensor) -> None:
+        """Add a batch's ranked windows [B, K, 3] to ``metric`` (a metric of :meth:`_make_metric`)."""
         if self.hparams.eval_protocol == "didemo":
             metric.update(batch["qidx"], seconds_to_chunks(windows[..., :2]), seconds_to_chunks(batch["gt_all"]))
         else:
             metric.update(batch["qidx"], windows[..., :2], batch["gt"])
+
+    def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
+        ranking = self.eval_rank(batch)
+        windows = ranking.windows
+        self.update_metric(self.val_metric if stage == "val" else self.test_metric, batch, windows)
         if ranking.P is not None:
             token_mask = batch["token_mask"] if ranking.P_token_mask is None else ranking.P_token_mask
             self._update_diagnostics(ranking.P, token_mask, batch, windows)
@@ -180,12 +183,15 @@ class GroundingEvaluation:
         """The values logged as ``{stage}/{name}`` at the end of an epoch (default: the metric's)."""
         return metric.compute()
 
-    def _log_metric_dict(self, metric, stage: str) -> None:
+    def _log_metric_dict(self, metric, stage: str, prefix: str = "") -> None:
+        """Log ``metric``'s values as ``{stage}/{prefix}{name}`` (the headline ones, unprefixed, in the progress
+        bar), then reset it."""
         values = self.epoch_metrics(metric, stage)
         for name, value in values.items():
             # the metric is already synced across ranks (identical everywhere): the mean changes nothing
             # but keeps every rank's logged value, and so the checkpoint monitor, consistent
-            self.log(f"{stage}/{name}", float(value), prog_bar=name in ("R1@0.5", "mIoU", "Rank@1"), sync_dist=True)
+            self.log(f"{stage}/{prefix}{name}", float(value),
+                     prog_bar=not prefix and name in ("R1@0.5", "mIoU", "Rank@1"), sync_dist=True)
         metric.reset()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

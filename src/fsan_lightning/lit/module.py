@@ -110,6 +110,8 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
         param_groups(self.named_parameters(), self.optim["lr"], self.optim["part_lr"])  # bad prefixes: now
         self._pseudo_moments: torch.Tensor | None = None  # bool [training items, Nv] by qidx (self-training)
         self._init_evaluation()
+        # a network whose interaction can be bypassed is also ranked on its base map each validation epoch
+        self.val_base_metric = self._make_metric() if hasattr(self.net, "interaction_bypassed") else None
 
     # ------------------------------------------------------------------ helpers
     def fit_word_salience(self, datamodule) -> bool:
@@ -225,8 +227,16 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Ranking metrics, and the held-out matching loss: the loss terms on validation sentences and
         videos with fixed negatives (``val/heldout_<term>``), next to the training ones. Where it falls
-        while val R1 does not, the model matches better without localizing better (issue "FSAN that learns")."""
+        while val R1 does not, the model matches better without localizing better (issue "FSAN that learns").
+        A network whose interaction can be bypassed (:class:`~fsan_lightning.models.fsan.AttachedTwoStageFSAN`)
+        is ranked a second time on its base map, by the same grounder (``val/base_<metric>``): the paired
+        reading of what the interaction adds, at every epoch of the same weights (the checkpoint is still
+        selected on ``val/mIoU``, the interacted map's)."""
         super().validation_step(batch, batch_idx)
+        if self.val_base_metric is not None:
+            with self.net.interaction_bypassed():
+                _, _, windows = self.rank(batch)
+            self.update_metric(self.val_base_metric, batch, windows)
         if "neg_tokens" not in batch:
             return
         losses = self.losses(batch, sap_weight=1.0)
@@ -236,6 +246,11 @@ class FSANModule(GroundingEvaluation, pl.LightningModule):
         for name in ("score_pos", "score_neg"):
             if name in losses["stats"]:
                 self.log(f"val/heldout_{name}", losses["stats"][name], batch_size=bs)
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        if self.val_base_metric is not None:
+            self._log_metric_dict(self.val_base_metric, "val", prefix="base_")
 
     def eval_rank(self, batch: dict[str, Any]) -> EvalRanking:
         out, _, windows = self.rank(batch)
