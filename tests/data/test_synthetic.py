@@ -194,3 +194,54 @@ def test_independent_split_streams_fix_val_and_test_and_nest_train(tmp_path):
     generate(tmp_path / "shared", params={**base, "split_streams": "shared", "train_videos": 4})
     generate(tmp_path / "shared9", params={**base, "split_streams": "shared", "train_videos": 9})
     assert (tmp_path / "shared" / "val_1.json").read_text() != (tmp_path / "shared9" / "val_1.json").read_text()
+
+
+def test_fields_added_later_keep_the_recorded_worlds_hash(tmp_path):
+    """The embedded world's hash as cached before `repeat_fraction` existed; the field at its default is
+    neither written nor hashed, and the files are the same."""
+    assert S.params_hash(S.SyntheticConfig(), "activitynet") == "5a0e4b46f3636653"
+    assert "repeat_fraction" not in S.SyntheticConfig().to_dict()
+    explicit = S.SyntheticConfig.from_dict({"repeat_fraction": 0.0})
+    assert S.params_hash(explicit, "didemo") == S.params_hash(S.SyntheticConfig(), "didemo")
+    a = S.generate(tmp_path / "a", "activitynet", SMALL)
+    b = S.generate(tmp_path / "b", "activitynet", {**SMALL, "repeat_fraction": 0.0})
+    assert a == b
+    for name in ("train.json", "val_1.json", "val_2.json"):
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+    assert S.params_hash(S.SyntheticConfig.from_dict({"repeat_fraction": 0.5}), "activitynet") != "5a0e4b46f3636653"
+
+
+def test_repeated_events_differ_only_in_their_order_words():
+    """repeat_fraction: that share of videos shows one factor triple twice; the two sentences name the
+    same event words and say which occurrence; the rest of the world is as before."""
+    cfg = S.SyntheticConfig.from_dict({"repeat_fraction": 0.5, "feature_dim": 8, "hidden_dim": 8})
+    world = S.World(cfg)
+    rng = np.random.default_rng(1)
+    repeated = 0
+    for i in range(200):
+        v = world.make_video(rng, f"v{i}", int(rng.integers(cfg.min_rows, cfg.max_rows + 1)))
+        occ = [e.occurrence for e in v.events]
+        assert sorted(occ) in (sorted([0] * len(occ)), sorted([0] * (len(occ) - 2) + [1, 2]))
+        if 1 not in occ:
+            assert len({(e.verb, e.obj, e.attr) for e in v.events}) == len(v.events)
+            continue
+        repeated += 1
+        first, second = v.events[occ.index(1)], v.events[occ.index(2)]
+        assert first.end <= second.start and (first.verb, first.obj, first.attr) == (second.verb, second.obj, second.attr)
+        others = [(e.verb, e.obj, e.attr) for e in v.events if not e.occurrence]
+        assert len(set(others)) == len(others) and (first.verb, first.obj, first.attr) not in others
+        texts = {k: S.describe(rng, v, v.events.index(e), cfg).lower().rstrip(".").replace(",", "").split()
+                 for k, e in ((1, first), (2, second))}
+        for words in texts.values():  # the event's own words, the adjective always (the twin shares verb and object)
+            assert S.OBJECTS[first.obj] in words and S.ATTRIBUTES[first.attr] in words
+            assert any(f in words for f in S.VERBS[first.verb])
+        assert "first" in texts[1] and not {"second", "later"} & set(texts[1])
+        assert {"second", "later"} & set(texts[2]) and "first" not in texts[2]
+    assert 0.4 < repeated / 200 < 0.6
+
+
+def test_repeat_fraction_is_checked():
+    for bad in ({"repeat_fraction": 1.5}, {"repeat_fraction": -0.1}, {"repeat_fraction": 0.5, "min_events": 1,
+                                                                       "max_events": 1}):
+        with pytest.raises(ValueError, match="repeat_fraction"):
+            S.SyntheticConfig.from_dict(bad)

@@ -15,7 +15,7 @@ from helpers import assert_same_windows, read_features, stub_data_side
 #: the recipes that train the default model: the bare entry point, make train, the ActivityNet-scale
 #: world, and both Table 4 experiments (issue 19: each uses the full architecture)
 DEFAULT_RECIPES = [[], ["experiment=synthetic_cpu"], ["experiment=anet_sim_cpu"], ["experiment=synthetic_table4"],
-                   ["experiment=anet_sim_table4"]]
+                   ["experiment=anet_sim_table4"], ["experiment=context_cpu"]]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,13 @@ def test_default_recipes_compose_the_full_architecture(overrides):
     assert m.loss.self_training.teacher == "base_sibling" and m.loss.matching.kind == "base"
     assert dict(m.optim.part_lr) == {"net.interaction": 3.0e-4} and m.optim.lr == 3.0e-3
     assert cfg.trainer.max_epochs == 15 and m.loss.self_training.start_epoch == 5  # the terms train 10 epochs
+
+
+def test_context_world_is_the_embedded_recipe_with_repeats_cached_apart():
+    embedded, context = compose_config("train", ["experiment=synthetic_cpu"]), compose_config("train", ["experiment=context_cpu"])
+    assert context.data.synthetic == {"repeat_fraction": 0.5} and embedded.data.synthetic is None
+    assert context.data.data_dir != embedded.data.data_dir  # the embedded world's cache is never overwritten
+    assert context.model == embedded.model and context.trainer == embedded.trainer
 
 
 def test_recipe_builds_the_full_network(recipe_run, tiny_world_dir):

@@ -13,6 +13,12 @@ factors with each other (same object, another verb; same verb, another colour...
 grounds a sentence. Sentences are templated English with real words (so GloVe applies), one event
 each, with varied templates, subjects and function words; moment boundaries carry annotator noise.
 
+With ``repeat_fraction`` > 0 (0 by default: the embedded world), that share of the videos shows one event
+twice: two events with the same verb, object and attribute (and the same appearance), told apart only by
+their order, which their sentences name ("... for the first time", "later, ... again"). There the words
+alone ground either occurrence; where a sentence happens depends on the rest of the video, which is what
+the interaction (ICIM) exists to read (issue 19's context world).
+
 Files written (the real formats, readable by `fsan_lightning.data.readers`):
 - activitynet: train.json, val_1.json, val_2.json, sub_activitynet_v1-3.c3d.hdf5 (``<vid>/c3d_features``)
 - didemo: {train,val,test}_data.json (4 annotators, chunk indices), didemo_features.hdf5 with 6 rows
@@ -135,6 +141,7 @@ class SyntheticConfig:
     didemo_p_five_chunks: float = 0.15
     didemo_annotators: int = 4
     didemo_p_annotator_shift: float = 0.25
+    repeat_fraction: float = 0.0     # share of videos with one event shown twice (ordinal sentences)
     extra: dict = field(default_factory=dict)  # free room, hashed with the rest
 
     @classmethod
@@ -161,11 +168,22 @@ class SyntheticConfig:
             raise ValueError(f"split_streams must be 'shared' or 'independent', got {self.split_streams!r}")
         if min(self.train_videos, self.val_videos, self.test_videos) < 1:
             raise ValueError("every split needs at least one video")
+        if not 0.0 <= self.repeat_fraction <= 1.0:
+            raise ValueError(f"repeat_fraction must be within [0, 1], got {self.repeat_fraction}")
+        if self.repeat_fraction > 0 and self.max_events < 2:
+            raise ValueError("repeat_fraction > 0 needs max_events >= 2 (a repeated event is two events)")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["moment_beta"] = list(d["moment_beta"])
+        for name, default in LATER_FIELDS.items():  # so that the worlds made before them keep their hash
+            if d[name] == default:
+                del d[name]
         return d
+
+
+#: fields added after worlds were cached and recorded: written (and hashed) only when not at their default
+LATER_FIELDS = {"repeat_fraction": 0.0}
 
 
 def params_hash(cfg: SyntheticConfig, fmt: str) -> str:
@@ -184,6 +202,7 @@ class Event:
     attr: int
     start: int  # first row
     end: int    # last row + 1
+    occurrence: int = 0  # 0: the video's only event with its factors; 1 / 2: first / second of a repeat
 
 
 @dataclass
@@ -305,12 +324,32 @@ class World:
         while lengths.sum() > cap:
             lengths = np.maximum(cfg.min_event_rows, (lengths * 0.9).astype(int))
         gaps = np.floor(rng.dirichlet(np.ones(n + 1)) * (rows - lengths.sum())).astype(int)
+        factors = self._factors(rng, n)
+        occurrence = [0] * n
+        # drawn only when asked, so that the worlds without repeats keep their random stream
+        if cfg.repeat_fraction > 0 and n >= 2 and rng.random() < cfg.repeat_fraction:
+            first, second = sorted(int(i) for i in rng.choice(n, size=2, replace=False))
+            factors[second] = factors[first]
+            occurrence[first], occurrence[second] = 1, 2
         events, pos = [], 0
-        for (v, o, a), length, gap in zip(self._factors(rng, n), lengths, gaps):
+        for (v, o, a), length, gap, occ in zip(factors, lengths, gaps, occurrence):
             pos += gap
-            events.append(Event(v, o, a, int(pos), int(pos + length)))
+            events.append(Event(v, o, a, int(pos), int(pos + length), occ))
             pos += length
         return events
+
+
+ORDINAL_TEMPLATES = {
+    1: ["{subj} {s} the {adj}{obj} for the first time",
+        "first, {subj} {s} a {adj}{obj}",
+        "{subj} is {ing} the {adj}{obj} for the first time",
+        "the first time, {subj} {s} the {adj}{obj} in the {scene}"],
+    2: ["{subj} {s} the {adj}{obj} for the second time",
+        "later, {subj} {s} the {adj}{obj} once more",
+        "{subj} is {ing} the {adj}{obj} for the second time",
+        "the second time, {subj} {s} the {adj}{obj} in the {scene}"],
+}
+"""Sentences of a repeated event (``Event.occurrence`` 1 / 2): the same words but the order words."""
 
 
 def describe(rng: np.random.Generator, video: Video, k: int, cfg: SyntheticConfig) -> str:
@@ -323,7 +362,8 @@ def describe(rng: np.random.Generator, video: Video, k: int, cfg: SyntheticConfi
     adj = ATTRIBUTES[ev.attr]
     subj = [f"a {noun}", f"the {noun}", "someone", pronoun if pronoun != "they" else f"the {noun}"][
         int(rng.integers(4))]
-    template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
+    pool = ORDINAL_TEMPLATES[ev.occurrence] if ev.occurrence else TEMPLATES
+    template = pool[int(rng.integers(len(pool)))]
     if omit and "{adj_bare}" in template:
         template = TEMPLATES[1]
     text = template.format(subj=subj, base=base, s=s, ing=ing, pp=pp, obj=OBJECTS[ev.obj],
