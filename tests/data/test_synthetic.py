@@ -245,3 +245,22 @@ def test_repeat_fraction_is_checked():
                                                                        "max_events": 1}):
         with pytest.raises(ValueError, match="repeat_fraction"):
             S.SyntheticConfig.from_dict(bad)
+
+
+def test_repeated_events_are_listed_beside_the_annotations(tmp_path):
+    S.generate(tmp_path, "activitynet", {**SMALL, "repeat_fraction": 1.0})
+    twins = json.loads((tmp_path / S.REPEATS_FILE).read_text())
+    assert set(twins) == {"train.json", "val_1.json", "val_2.json"}
+    for name, pairs in twins.items():
+        queries = {q.qid: q for q in read_annotations("synthetic", tmp_path / name)[0]}
+        videos = {q.vid for q in queries.values()}
+        assert len({q.split("#")[0] for q in pairs}) == len(videos)  # every video repeats one event
+        for a, b in pairs.items():
+            assert pairs[b] == a and a != b and queries[a].vid == queries[b].vid
+            first, second = sorted((a, b), key=lambda q: queries[q].moments[0][0])
+            assert "first" in queries[first].sentence.lower() and "first" not in queries[second].sentence.lower()
+    S.generate(tmp_path, "activitynet", SMALL)  # regenerated without repeats: the list goes
+    assert not (tmp_path / S.REPEATS_FILE).exists()
+    for fmt in ("didemo", "charades"):
+        with pytest.raises(ValueError, match="activitynet format only"):
+            S.generate(tmp_path / fmt, fmt, {**SMALL, "repeat_fraction": 0.5})

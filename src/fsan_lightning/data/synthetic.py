@@ -26,7 +26,9 @@ Files written (the real formats, readable by `fsan_lightning.data.readers`):
 - charades: charades_sta_{train,val,test}.txt, Charades_v1_{train,test}.csv (val videos are in the
   train csv), charades_features.hdf5
 plus ``synthetic_params.json`` (the parameters and their hash; written last, so its presence means
-the world is complete).
+the world is complete), and with ``repeat_fraction`` > 0 (activitynet format) ``repeated_events.json``:
+per annotation file, the query id of each repeated event -> its twin's (for breakdowns; never read by
+training).
 """
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ import numpy as np
 #: bump when the generator changes what it writes for the same parameters (invalidates caches)
 GENERATOR_VERSION = 1
 PARAMS_FILE = "synthetic_params.json"
+#: with repeat_fraction > 0: per annotation file, each repeated event's query id -> its twin's
+REPEATS_FILE = "repeated_events.json"
 FORMATS = ("activitynet", "didemo", "charades")
 
 # (base, 3rd person, -ing, past participle)
@@ -420,6 +424,10 @@ def generate(out_dir, fmt: str = "activitynet", params: dict | SyntheticConfig |
     feats: dict[str, np.ndarray] = {}
     stats = {}
     independent = cfg.split_streams == "independent"
+    if cfg.repeat_fraction > 0 and fmt != "activitynet":
+        raise ValueError(f"repeat_fraction > 0 is available for the activitynet format only, got {fmt!r}")
+    (out / REPEATS_FILE).unlink(missing_ok=True)
+    twins: dict[str, dict[str, str]] = {}
     if fmt == "didemo":
         if independent:
             raise ValueError("split_streams='independent' is not available for the didemo format")
@@ -437,18 +445,27 @@ def generate(out_dir, fmt: str = "activitynet", params: dict | SyntheticConfig |
                     records.append((v.vid, duration, _moment_seconds(r, ev, duration, spr,
                                                                      cfg.annotation_jitter),
                                     describe(r, v, k, cfg)))
+                occ = [e.occurrence for e in v.events]
+                if 1 in occ:  # the activitynet reader's query ids: "<vid>#<sentence index>"
+                    a, b = f"{v.vid}#{occ.index(1)}", f"{v.vid}#{occ.index(2)}"
+                    twins.setdefault(ANNOTATION_FILES[split], {}).update({a: b, b: a})
             stats[split] = {"videos": len(videos), "queries": len(records)}
             if fmt == "activitynet":
-                _write_activitynet(out / {"train": "train.json", "val": "val_1.json",
-                                          "test": "val_2.json"}[split], records)
+                _write_activitynet(out / ANNOTATION_FILES[split], records)
             else:
                 _write_charades(out, split, records)
         _write_h5(out / ("sub_activitynet_v1-3.c3d.hdf5" if fmt == "activitynet"
                          else "charades_features.hdf5"), feats)
+    if cfg.repeat_fraction > 0:
+        (out / REPEATS_FILE).write_text(json.dumps(twins, indent=0, sort_keys=True))
     meta = {"format": fmt, "hash": params_hash(cfg, fmt), "version": GENERATOR_VERSION,
             "params": cfg.to_dict(), "splits": stats}
     (out / PARAMS_FILE).write_text(json.dumps(meta, indent=1))
     return meta
+
+
+ANNOTATION_FILES = {"train": "train.json", "val": "val_1.json", "test": "val_2.json"}
+"""The activitynet format's annotation file of each split."""
 
 
 def _write_activitynet(path: Path, records) -> None:
