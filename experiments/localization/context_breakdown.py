@@ -7,7 +7,7 @@ PREDICTIONS_JSONL: a run's ``predictions_test.jsonl`` (or any file of rows with 
 (``experiment=context_cpu``: ``.data_cache/synthetic_context``), holding ``repeated_events.json``.
 ANNOTATION_FILE: the split the predictions are of (default ``val_2.json``, the test split). For
 validation (what research compares), predict the val split with the eval entry point:
-``python -m fsan_lightning.eval ckpt_path=CKPT experiment=context_cpu data.test_file=val_1.json``, then pass
+``python -m fsan_lightning.eval ckpt_path=CKPT experiment=context_cpu +data.test_file=val_1.json``, then pass
 its ``predictions_test.jsonl`` and ``val_1.json``.
 
 For the repeated events' queries it also counts the top-1 windows that land on the *twin* (IoU >= 0.5 with
