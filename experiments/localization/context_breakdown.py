@@ -1,6 +1,12 @@
 """Top-1 grounding on the context world, split into the repeated events' queries and the others.
 
     python experiments/localization/context_breakdown.py PREDICTIONS_JSONL WORLD_DIR [ANNOTATION_FILE]
+    python experiments/localization/context_breakdown.py --ckpt CKPT [the run's overrides...]
+
+The second form reads a checkpoint of an ``experiment=context_cpu`` run on the **validation** split directly
+(the overrides must rebuild the run's network; ``experiment=context_cpu`` is added first) and prints the
+breakdown of its top-1 moments, and for an ``attached_two_stage`` network also of its base map (the same
+weights with the interaction bypassed).
 
 PREDICTIONS_JSONL: a run's ``predictions_test.jsonl`` (or any file of rows with ``qid`` and
 ``pred_relevant_windows``, best first). WORLD_DIR: the world generated with ``repeat_fraction`` > 0
@@ -16,10 +22,15 @@ and its twin about equally often; one that reads the order of the video's events
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
 
+import torch
+from hydra import compose, initialize_config_module
+
+from fsan_lightning import _entry as runtime
 from fsan_lightning.data.readers import read_annotations
 
 
@@ -50,7 +61,40 @@ def breakdown(predictions: list[dict], queries: dict, twins: dict[str, str]) -> 
     return out
 
 
+def predicted_rows(module, loader) -> list[dict]:
+    """``{"qid", "pred_relevant_windows"}`` per query of ``loader``, ranked by ``module`` as evaluation does."""
+    rows = []
+    module.eval()
+    with torch.no_grad():
+        for batch in loader:
+            _, _, windows = module.rank(batch)
+            rows += [{"qid": q, "pred_relevant_windows": w.tolist()} for q, w in zip(batch["qid"], windows)]
+    return rows
+
+
+def from_checkpoint(ckpt: str, overrides: list[str]) -> None:
+    with initialize_config_module("fsan_lightning.conf", version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=context_cpu", "logger=none", *overrides])
+    dm = runtime.build_datamodule(cfg)
+    module = runtime.build_module(cfg, dm)
+    module.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"], strict=True)
+    world, split = Path(cfg.data.data_dir), "val_1.json"
+    twins = json.loads((world / "repeated_events.json").read_text()).get(split, {})
+    queries = {q.qid: q for q in read_annotations("synthetic", world / split)[0]}
+    readings = [("interacted" if hasattr(module.net, "interaction_bypassed") else "map", contextlib.nullcontext())]
+    if hasattr(module.net, "interaction_bypassed"):
+        readings.append(("bypassed", module.net.interaction_bypassed()))
+    for reading, ctx in readings:
+        with ctx:
+            rows = predicted_rows(module, dm.val_dataloader())
+        for name, values in breakdown(rows, queries, twins).items():
+            print(reading, name, " ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                                          for k, v in values.items()), flush=True)
+
+
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--ckpt":
+        return from_checkpoint(sys.argv[2], sys.argv[3:])
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
     predictions_path, world = Path(sys.argv[1]), Path(sys.argv[2])
