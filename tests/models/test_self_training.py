@@ -212,3 +212,49 @@ def test_base_map_term_refuses_a_network_without_a_base_map_and_a_loss_without_p
     with pytest.raises(ValueError, match="self_training_base > 0 needs a base map"):
         build_criterion({"triplet": 1.0, "self_training": 0.1, "self_training_base": 0.1},
                         net=make_net(base=FEATURE_SPACE_NET, grounder={"kind": "maxsum"}))
+
+
+def word_batch(vids, sentences, qidx, Nv=6):
+    """Sentences of token ids (lists of any length) padded with token 0 and masked."""
+    B, Ns = len(vids), max(len(s) for s in sentences)
+    tokens = torch.zeros(B, Ns, dtype=torch.int64)
+    tm = torch.zeros(B, Ns, dtype=torch.bool)
+    for b, s in enumerate(sentences):
+        tokens[b, :len(s)], tm[b, :len(s)] = torch.tensor(s), True
+    return {"video": torch.zeros(B, Nv, 1), "video_mask": torch.ones(B, Nv, dtype=torch.bool), "tokens": tokens,
+            "token_mask": tm, "content_mask": tm.clone(), "qidx": torch.tensor(qidx), "vid": vids}
+
+
+def test_masked_teacher_keeps_a_repeated_event_that_the_whole_sentence_teacher_cancels():
+    from fsan_lightning.models import MaskedSiblingPseudoMoments
+
+    # word maps over 6 clips: "kick" and "door" at clips 0-1 and again at 3-4 (one event shown twice);
+    # "first" and "again" carry nothing; "ball" shows at clip 5
+    kick, door, first, again, ball = 1, 2, 3, 4, 5
+    table = torch.tensor([[0.0] * 6, [1.0, 1.0, 0.0, 0.6, 0.6, 0.0], [1.0, 1.0, 0.0, 0.6, 0.6, 0.0],
+                          [0.0] * 6, [0.0] * 6, [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]])
+    net = MapNet(table, MaxSumGrounder("content", 0.25))
+    # two loader batches of different sentence lengths (the teacher pads its rows to one width)
+    batches = [word_batch(["a"], [[kick, door, first]], [0]),
+               word_batch(["a", "a"], [[kick, door, again, door], [door, ball]], [1, 2])]
+    clips = lambda m: torch.nonzero(m).flatten().tolist()  # noqa: E731
+    _, alone = SiblingPseudoMoments(joint=0.0)(net, batches)
+    _, whole = SiblingPseudoMoments(joint=1.0)(net, batches)
+    qidx, masked = MaskedSiblingPseudoMoments(joint=1.0)(net, batches)
+    assert qidx.tolist() == [0, 1, 2]
+    assert clips(alone[0]) == [0, 1] and clips(masked[0]) == [0, 1]  # the event, as read alone
+    assert clips(whole[0]) != [0, 1]  # the twin's identical map cancels the event
+    # "door ball" against its siblings: only "ball" is left to it ("door" is theirs too), clip 5
+    assert clips(masked[2]) == [5]
+    criterion = build_criterion({"triplet": 1.0, "self_training": 0.1}, self_training={"teacher": "sibling_masked"})
+    assert isinstance(criterion.self_training.teacher, MaskedSiblingPseudoMoments)
+
+
+def test_masked_base_map_teacher_needs_a_base_map():
+    from fsan_lightning.models import BaseMapMaskedSiblingPseudoMoments, BaseMapSiblingPseudoMoments
+    from helpers import FEATURE_SPACE_NET, make_net
+
+    assert issubclass(BaseMapMaskedSiblingPseudoMoments, BaseMapSiblingPseudoMoments)
+    with pytest.raises(ValueError, match="attached_two_stage"):
+        build_criterion({"triplet": 1.0, "self_training": 0.1}, self_training={"teacher": "base_sibling_masked"},
+                        net=make_net(base=FEATURE_SPACE_NET, grounder={"kind": "maxsum"}))

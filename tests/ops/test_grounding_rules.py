@@ -190,3 +190,66 @@ def test_sibling_competition_hand_case_and_bad_input():
         ops.sibling_competition(maps, groups, cm, -1.0)
     with pytest.raises(ValueError, match="clip_mask must have shape"):
         ops.sibling_competition(maps, groups, cm[:, :2], 1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_masked_sibling_competition_matches_literal_loops(seed):
+    g = torch.Generator().manual_seed(seed)
+    N, Ns, Nv = 9, 5, 6
+    word_maps = torch.randn(N, Ns, Nv, generator=g, dtype=torch.float64)
+    tokens = torch.randint(1, 7, (N, Ns), generator=g)          # a small vocabulary: many shared words
+    lengths = torch.randint(1, Ns + 1, (N,), generator=g)
+    tm = torch.arange(Ns)[None, :] < lengths[:, None]
+    chosen = torch.rand(N, Ns, generator=g) < 0.7
+    chosen[4] = False                                            # no chosen word: all valid tokens
+    tokens[7] = tokens[6]                                        # a sibling with nothing the sentence lacks
+    weights = torch.rand(N, Ns, generator=g, dtype=torch.float64) + 0.1
+    groups = torch.tensor([5, 5, 1, 1, 1, 7, 2, 2, 5])
+    valid = torch.randint(3, Nv + 1, (N,), generator=g)
+    for rows in ([0, 1, 8], [2, 3, 4], [5], [6, 7]):
+        valid[rows] = int(valid[rows[0]])
+    cm = torch.arange(Nv)[None, :] < valid[:, None]
+
+    def mean(n, words, w):
+        if not words:
+            return None
+        total = sum(float(w[n, i]) if w is not None else 1.0 for i in words)
+        return [sum((float(w[n, i]) if w is not None else 1.0) * float(word_maps[n, i, j]) for i in words) / total
+                for j in range(Nv)]
+
+    def chosen_words(n):
+        words = [i for i in range(Ns) if tm[n, i] and chosen[n, i]]
+        return words or [i for i in range(Ns) if tm[n, i]]
+
+    for weight in (0.0, 0.5, 1.0):
+        for w in (None, weights):
+            expected = torch.zeros(N, Nv, dtype=torch.float64)
+            for n in range(N):
+                own = mean(n, chosen_words(n), w)
+                own_ids = {int(tokens[n, i]) for i in range(Ns) if tm[n, i]}
+                rivals = [mean(m, [i for i in chosen_words(m) if int(tokens[m, i]) not in own_ids], w)
+                          for m in range(N) if m != n and groups[m] == groups[n]]
+                rivals = [r for r in rivals if r is not None]
+                for j in range(int(valid[n])):
+                    expected[n, j] = own[j] - weight * (max(r[j] for r in rivals) if rivals else 0.0)
+            got = ops.masked_sibling_competition(word_maps, tokens, tm, chosen, groups, cm, weight,
+                                                 token_weights=w, chunk=4)
+            torch.testing.assert_close(got, expected, **TOL)
+
+
+def test_masked_sibling_competition_keeps_a_repeated_event_that_the_whole_sentence_rule_cancels():
+    # "kick door first" and "kick door again" on 3 clips; the event twice (clips 0 and 2), "first" flat
+    kick, door, first, again = 1, 2, 3, 4
+    word_maps = torch.tensor([[[1.0, 0.0, 1.0], [1.0, 0.0, 1.0], [0.5, 0.5, 0.5]],
+                              [[1.0, 0.0, 1.0], [1.0, 0.0, 1.0], [0.2, 0.2, 0.2]]])
+    tokens = torch.tensor([[kick, door, first], [kick, door, again]])
+    tm, cm, groups = torch.ones(2, 3, dtype=torch.bool), torch.ones(2, 3, dtype=torch.bool), torch.tensor([0, 0])
+    whole = ops.sibling_competition(ops.token_mean(word_maps, tm), groups, cm, 1.0)
+    torch.testing.assert_close(whole[0], torch.tensor([0.1, 0.1, 0.1]))  # the event cancelled: a flat map
+    got = ops.masked_sibling_competition(word_maps, tokens, tm, None, groups, cm, 1.0)
+    # own mean (2.5/3, 0.5/3, 2.5/3) minus the sibling's "again" only (0.2)
+    torch.testing.assert_close(got[0], torch.tensor([2.5 / 3 - 0.2, 0.5 / 3 - 0.2, 2.5 / 3 - 0.2]))
+    with pytest.raises(ValueError, match="tokens must be int64"):
+        ops.masked_sibling_competition(word_maps, tokens.int(), tm, None, groups, cm, 1.0)
+    with pytest.raises(ValueError, match="weight must be >= 0"):
+        ops.masked_sibling_competition(word_maps, tokens, tm, None, groups, cm, -1.0)

@@ -9,7 +9,8 @@ from .grounders import MaxSumGrounder, SCGrounder
 from .heads import HeadOutput, MLPClipHead, MLPSegmentHead, window_softmax_pool
 from .icim import ICIM, AttentionBlock, BottleneckGatedICIM, CentredLocalICIM, GatedAttentionBlock, GatedICIM, ICIMLayer, LocalICIM, LocalICIMLayer, TextSideICIM, TextSideICIMLayer, UnpositionedGatedICIM, UnpositionedICIM, UnpositionedLocalICIM
 from .matching import BaseMapMatchingScore, CentredMatchingScore, JointMatchingScore, MatchingScore, PrintedMatchingScore
-from .self_training import BaseMapSiblingPseudoMoments, SiblingPseudoMoments
+from .self_training import (BaseMapMaskedSiblingPseudoMoments, BaseMapSiblingPseudoMoments,
+                           MaskedSiblingPseudoMoments, SiblingPseudoMoments)
 from .training_pass import TrainingPass, run_training_pass
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "DotProductAlignment", "FSANCriterion", "FSANOutput", "FeatureSpaceAlignment", "FeatureSpaceVideoEncoder",
     "GatedAttentionBlock", "GatedICIM", "BottleneckGatedICIM", "HeadOutput", "ICIMLayer", "MILTripletTerms", "MLPClipHead",
     "MLPSegmentHead", "MatchingScore", "MaxSumGrounder", "PrintedMatchingScore", "SAPTerms", "SCGrounder", "SelfTrainingTerms", "BaseMapSelfTrainingTerms", "SiblingPseudoMoments", "BaseMapSiblingPseudoMoments",
+    "MaskedSiblingPseudoMoments", "BaseMapMaskedSiblingPseudoMoments",
     "TextEncoder", "TrainingPass", "TwoStageFSAN", "AttachedTwoStageFSAN", "BaseMapMatchingScore", "TripletTerms", "VideoEncoder", "WordResidualTextEncoder", "build_criterion",
     "build_fsan", "check_compatible", "effective_weights", "run_training_pass", "window_softmax_pool",
 ]

@@ -247,7 +247,9 @@ def check_compatible(net: FSAN, criterion: FSANCriterion) -> None:
         if isinstance(term, SelfTrainingTerms) and criterion.needs_pseudo_moments:
             teacher_rule(net.grounder)  # ValueError for a grounder the teacher cannot read
             if isinstance(term.teacher, BaseMapSiblingPseudoMoments) and not isinstance(net, AttachedTwoStageFSAN):
-                raise ValueError("loss.self_training.teacher='base_sibling' needs model.net.kind: attached_two_stage")
+                raise ValueError(f"the self-training teacher {term.teacher!r} reads the base map (loss.self_training."
+                                 "teacher base_sibling or base_sibling_masked): it needs model.net.kind: "
+                                 "attached_two_stage")
         if (isinstance(term, BaseMapSelfTrainingTerms) and criterion.weights.get("self_training_base", 0.0) > 0
                 and not isinstance(net, TwoStageFSAN)):
             raise ValueError("loss.weights.self_training_base > 0 needs a base map: model.net.kind: two_stage "

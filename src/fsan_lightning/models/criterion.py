@@ -283,7 +283,9 @@ class SelfTrainingTerms:
         start_epoch: the first epoch (0-based) whose batches carry pseudo-moments (>= 0).
         teacher: ``"sibling"`` (:class:`SiblingPseudoMoments`, on the map the grounder reads) or
             ``"base_sibling"`` (:class:`~.self_training.BaseMapSiblingPseudoMoments`, on the map before the
-            interaction; an ``attached_two_stage`` network).
+            interaction; an ``attached_two_stage`` network); ``"sibling_masked"`` / ``"base_sibling_masked"``:
+            the same with the siblings' words that the sentence also contains left out of their maps
+            (:class:`~.self_training.MaskedSiblingPseudoMoments`).
     """
 
     names = ("self_training",)

@@ -41,19 +41,24 @@ class SiblingPseudoMoments:
         batch_size: rows ranked at once (the segment maps are [rows, Nv, Nv]).
     """
 
+    word_level = False  # read() keeps the per-word maps (for a competition that reads words)
+
     def __init__(self, joint: float = 1.0, batch_size: int = 512) -> None:
         if joint < 0 or batch_size < 1:
             raise ValueError(f"SiblingPseudoMoments: need joint >= 0 and batch_size >= 1, got {joint}, {batch_size}")
         self.joint, self.batch_size = float(joint), int(batch_size)
 
     @torch.no_grad()
-    def sentence_maps(self, net, loader) -> tuple[Tensor, Tensor, Tensor, list[str]]:
-        """-> maps float [N, Nv], clip masks bool [N, Nv], qidx int64 [N], video ids (N str), one row per item."""
+    def read(self, net, loader) -> dict:
+        """Every item's sentence map as the grounder reads it: ``maps`` float [N, Nv], ``clip_mask`` bool [N, Nv],
+        ``qidx`` int64 [N], ``vids`` (N str); with ``word_level`` also ``word_maps`` float [N, Ns, Nv],
+        ``tokens`` int64 [N, Ns], ``token_mask`` / ``chosen`` bool [N, Ns] and ``token_weights`` float [N, Ns]
+        or None (Ns: the longest sentence)."""
         rule = teacher_rule(net.grounder)
-        maps, masks, qidx, vids = [], [], [], []
+        rows: dict[str, list] = {}
         for batch in loader:
             if "gt" in batch:
-                raise ValueError("SiblingPseudoMoments: the batches carry timestamps; the teacher reads the "
+                raise ValueError(f"{type(self).__name__}: the batches carry timestamps; the teacher reads the "
                                  "training split's videos and sentences only (datamodule.fit_dataloader())")
             tm, vm, cm = batch["token_mask"], batch["video_mask"], batch.get("content_mask")
             out = net(batch["video"], vm, batch["tokens"], tm)
@@ -61,11 +66,31 @@ class SiblingPseudoMoments:
             P = (grounder.refined_map(net.alignment, out, tm, cm)
                  if isinstance(grounder, FeedbackGrounder) and grounder.beta > 0 else out.P)
             chosen = None if rule.tokens == "all" else cm
-            maps.append(ops.token_mean(P, tm, chosen, token_weights=out.token_weights))
-            masks.append(vm)
-            qidx.append(batch["qidx"])
-            vids.extend(batch["vid"])
-        return torch.cat(maps), torch.cat(masks), torch.cat(qidx), vids
+            got = {"maps": ops.token_mean(P, tm, chosen, token_weights=out.token_weights), "clip_mask": vm,
+                   "qidx": batch["qidx"], "vids": list(batch["vid"])}
+            if self.word_level:
+                got.update(word_maps=P, tokens=batch["tokens"], token_mask=tm,
+                           chosen=tm if chosen is None else chosen, token_weights=out.token_weights)
+            for k, v in got.items():
+                rows.setdefault(k, []).append(v)
+        out = {"vids": [v for vs in rows.pop("vids") for v in vs]}
+        weights = rows.pop("token_weights", None)
+        if weights is not None and any(w is None for w in weights):
+            weights = None  # a network without word salience: equal weights
+        if weights is not None:
+            rows["token_weights"] = weights
+        width = max((t.shape[1] for t in rows.get("tokens", [])), default=0)
+        for k, vs in rows.items():
+            if k in ("word_maps", "tokens", "token_mask", "chosen", "token_weights"):
+                vs = [torch.nn.functional.pad(v, (0, 0, 0, width - v.shape[1]) if v.dim() == 3
+                                              else (0, width - v.shape[1])) for v in vs]
+            out[k] = torch.cat(vs)
+        out.setdefault("token_weights", None)
+        return out
+
+    def compete(self, rows: dict, groups: Tensor) -> Tensor:
+        """float [N, Nv]: each sentence's map against its video's other sentences (:func:`ops.sibling_competition`)."""
+        return ops.sibling_competition(rows["maps"], groups, rows["clip_mask"], self.joint)
 
     @torch.no_grad()
     def __call__(self, net, loader) -> tuple[Tensor, Tensor]:
@@ -74,18 +99,18 @@ class SiblingPseudoMoments:
         Returns:
             qidx int64 [N] and moments bool [N, Nv] (the clips of each row's pseudo-moment).
         """
-        maps, masks, qidx, vids = self.sentence_maps(net, loader)
-        codes = {v: i for i, v in enumerate(dict.fromkeys(vids))}
-        groups = torch.tensor([codes[v] for v in vids], dtype=torch.int64)
-        competed = ops.sibling_competition(maps, groups, masks, self.joint)
+        rows = self.read(net, loader)
+        codes = {v: i for i, v in enumerate(dict.fromkeys(rows["vids"]))}
+        groups = torch.tensor([codes[v] for v in rows["vids"]], dtype=torch.int64)
+        competed, masks = self.compete(rows, groups), rows["clip_mask"]
         rule = teacher_rule(net.grounder)
         moments = []
         for s in range(0, len(competed), self.batch_size):
             m, vm = competed[s:s + self.batch_size, None, :], masks[s:s + self.batch_size]
             one = torch.ones(m.shape[:2], dtype=torch.bool)
             segments = ops.best_segment(rule(m, one, vm, one))
-            moments.append(ops.clip_range_mask(segments, maps.shape[1]) & vm)
-        return qidx, torch.cat(moments)
+            moments.append(ops.clip_range_mask(segments, competed.shape[1]) & vm)
+        return rows["qidx"], torch.cat(moments)
 
     def __repr__(self) -> str:
         return f"SiblingPseudoMoments(joint={self.joint})"
@@ -101,16 +126,46 @@ class BaseMapSiblingPseudoMoments(SiblingPseudoMoments):
     """
 
     @torch.no_grad()
-    def sentence_maps(self, net, loader) -> tuple[Tensor, Tensor, Tensor, list[str]]:
+    def read(self, net, loader) -> dict:
         bypassed = getattr(net, "interaction_bypassed", None)
         if bypassed is None:
             raise ValueError(f"BaseMapSiblingPseudoMoments needs a network whose interaction can be bypassed "
                              f"(net.kind: attached_two_stage), got {type(net).__name__}")
         with bypassed():
-            return super().sentence_maps(net, loader)
+            return super().read(net, loader)
 
     def __repr__(self) -> str:
         return f"BaseMapSiblingPseudoMoments(joint={self.joint})"
 
 
-TEACHERS = {"sibling": SiblingPseudoMoments, "base_sibling": BaseMapSiblingPseudoMoments}
+class MaskedSiblingPseudoMoments(SiblingPseudoMoments):
+    """Variant teacher: :class:`SiblingPseudoMoments` whose siblings compete with the words the sentence does
+    not contain (:func:`ops.masked_sibling_competition`, the triplet's shared-word masking, Decision 5).
+
+    The whole-sentence competition subtracts a sibling's whole map: where two sentences of a video name the same
+    event ("... for the first time", "... once more"), or share two of three event words, it also subtracts the
+    sentence's own evidence, and a repeated event is cancelled in both sentences. Here a sibling only claims
+    the clips its own other words point to.
+    Measured: experiments/localization/README.md, session 15.
+    """
+
+    word_level = True
+
+    def compete(self, rows: dict, groups: Tensor) -> Tensor:
+        return ops.masked_sibling_competition(rows["word_maps"], rows["tokens"], rows["token_mask"], rows["chosen"],
+                                              groups, rows["clip_mask"], self.joint,
+                                              token_weights=rows["token_weights"])
+
+    def __repr__(self) -> str:
+        return f"MaskedSiblingPseudoMoments(joint={self.joint})"
+
+
+class BaseMapMaskedSiblingPseudoMoments(BaseMapSiblingPseudoMoments, MaskedSiblingPseudoMoments):
+    """Variant teacher: :class:`MaskedSiblingPseudoMoments` on the base map (as :class:`BaseMapSiblingPseudoMoments`)."""
+
+    def __repr__(self) -> str:
+        return f"BaseMapMaskedSiblingPseudoMoments(joint={self.joint})"
+
+
+TEACHERS = {"sibling": SiblingPseudoMoments, "base_sibling": BaseMapSiblingPseudoMoments,
+            "sibling_masked": MaskedSiblingPseudoMoments, "base_sibling_masked": BaseMapMaskedSiblingPseudoMoments}

@@ -17,6 +17,7 @@ from .grounding import (
     segment_mask,
     segment_scores,
     sentence_contrast_score,
+    masked_sibling_competition,
     sibling_competition,
     token_mean,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "segment_weights",
     "sentence_contrast_score",
     "shared_token_masks",
+    "masked_sibling_competition",
     "sibling_competition",
     "temporal_iou",
     "token_mean",

@@ -248,6 +248,69 @@ def sibling_competition(maps: Tensor, groups: Tensor, clip_mask: Tensor, weight:
     return torch.where(clip_mask, out, torch.zeros_like(out))
 
 
+def masked_sibling_competition(word_maps: Tensor, tokens: Tensor, token_mask: Tensor, chosen_mask: Tensor | None,
+                               groups: Tensor, clip_mask: Tensor, weight: float, *,
+                               token_weights: Tensor | None = None, chunk: int = 4096) -> Tensor:
+    """:func:`sibling_competition` with each sibling's map read over the words the sentence does not contain.
+
+    ``own[n] = mean_{i in C(n)} word_maps[n, i]`` and ``rival(n, m) = mean_{i in C(m), tokens[m, i] not in
+    tokens of n} word_maps[m, i]``, means weighted by ``token_weights`` when given, ``C`` the chosen tokens;
+    ``out[n, j] = own[n, j] - weight * max_{m != n, groups[m] = groups[n]} rival(n, m)[j]``, where a sibling
+    whose chosen words all occur in sentence n is no rival, and a sentence without rivals keeps ``own``.
+    Two sentences of one event said twice ("... for the first time", "... once more") share their event
+    words; the whole-sentence competition would cancel the event in both, this one leaves it to both and lets
+    the words they do not share compete (the shared-word masking of the triplet, Decision 5).
+
+    Args:
+        word_maps: float [N, Ns, Nv] per-word clip maps (one row per sentence, on its video).
+        tokens: int64 [N, Ns] word ids. token_mask: bool [N, Ns] valid tokens.
+        chosen_mask: bool [N, Ns] or None: the words averaged (e.g. content words); a row with none of them
+            uses all its valid tokens. None: all valid tokens.
+        groups: int64 [N] group id per row (rows of one group share a video, hence a clip grid).
+        clip_mask: bool [N, Nv] valid clips (padded clips: 0 in the output).
+        weight: >= 0 (0: the own maps).
+        token_weights: float [N, Ns] (> 0 on valid tokens) or None (equal weights).
+        chunk: sentence pairs processed at once (memory: chunk x Ns x Nv).
+
+    Returns:
+        float [N, Nv].
+    """
+    check_mask("masked_sibling_competition", "token_mask", token_mask, tuple(word_maps.shape[:2]))
+    check_mask("masked_sibling_competition", "clip_mask", clip_mask, (word_maps.shape[0], word_maps.shape[2]))
+    if tokens.shape != token_mask.shape or tokens.dtype != torch.int64:
+        raise ValueError(f"masked_sibling_competition: tokens must be int64 {tuple(token_mask.shape)}, got "
+                         f"{tokens.dtype} {tuple(tokens.shape)}")
+    if groups.shape != word_maps.shape[:1] or groups.dtype != torch.int64:
+        raise ValueError(f"masked_sibling_competition: groups must be int64 [{word_maps.shape[0]}], got "
+                         f"{groups.dtype} {tuple(groups.shape)}")
+    if weight < 0:
+        raise ValueError(f"masked_sibling_competition: weight must be >= 0, got {weight}")
+    if token_weights is not None:
+        check_weights("masked_sibling_competition", token_weights, token_mask)
+    chosen = _chosen_tokens("masked_sibling_competition", token_mask, chosen_mask)
+    own = _token_mean(word_maps, chosen, token_weights)
+    # every ordered pair (n, m) of distinct rows of one group, built from the rows sorted by group
+    order = torch.argsort(groups, stable=True)
+    _, inverse, counts = torch.unique(groups, return_inverse=True, return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    k = torch.arange(int(counts.max()) if len(counts) else 0)
+    member = starts[inverse][:, None] + k[None, :]                      # [N, K] positions in ``order``
+    ok = k[None, :] < counts[inverse][:, None]
+    m_all = order[member.clamp(max=len(order) - 1)]
+    ok &= m_all != torch.arange(len(groups))[:, None]
+    n_idx, m_idx = ok.nonzero(as_tuple=True)[0], m_all[ok]
+    rivals = torch.full_like(own, -torch.inf)
+    for s in range(0, len(n_idx), chunk):
+        n, m = n_idx[s:s + chunk], m_idx[s:s + chunk]
+        in_n = ((tokens[m][:, :, None] == tokens[n][:, None, :]) & token_mask[n][:, None, :]).any(2)
+        keep = chosen[m] & ~in_n                                        # [pairs, Ns]
+        rival = _token_mean(word_maps[m], keep, None if token_weights is None else token_weights[m])
+        rival = torch.where(keep.any(1, keepdim=True), rival, torch.full_like(rival, -torch.inf))
+        rivals = rivals.scatter_reduce(0, n[:, None].expand_as(rival), rival, "amax")
+    out = own - weight * torch.where(torch.isfinite(rivals), rivals, torch.zeros_like(rivals))
+    return torch.where(clip_mask, out, torch.zeros_like(out))
+
+
 def _token_mean(P: Tensor, chosen: Tensor, weights: Tensor | None = None) -> Tensor:
     """Mean over the ``chosen`` tokens [B, Ns] of P [B, Ns, Nv] -> [B, Nv] (P already sanitized); with
     ``weights`` float [B, Ns] (> 0) the weighted mean ``sum_i w_i P_i / sum_i w_i`` over the chosen tokens."""
