@@ -10,24 +10,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
-from hydra import compose, initialize_config_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sweep import evaluate  # noqa: E402
+from sweep import evaluate, load_checkpoint  # noqa: E402
 
-from fsan_lightning import _entry as runtime  # noqa: E402
 
 
 def main() -> None:
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
     ckpt, experiment, *overrides = sys.argv[1:]
-    with initialize_config_module("fsan_lightning.conf", version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={experiment}", "logger=none", *overrides])
-    dm = runtime.build_datamodule(cfg)
-    module = runtime.build_module(cfg, dm)
-    module.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"], strict=True)
+    _, dm, module = load_checkpoint(ckpt, experiment, overrides)
     if not hasattr(module.net, "interaction_bypassed"):
         raise SystemExit(f"{ckpt}: the network is {type(module.net).__name__}, not attached_two_stage")
     val = dm.val_dataloader()

@@ -28,10 +28,10 @@ import sys
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_module
 
-from fsan_lightning import _entry as runtime
 from fsan_lightning.data.readers import read_annotations
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -73,11 +73,9 @@ def predicted_rows(module, loader) -> list[dict]:
 
 
 def from_checkpoint(ckpt: str, overrides: list[str]) -> None:
-    with initialize_config_module("fsan_lightning.conf", version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=context_cpu", "logger=none", *overrides])
-    dm = runtime.build_datamodule(cfg)
-    module = runtime.build_module(cfg, dm)
-    module.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"], strict=True)
+    from sweep import load_checkpoint  # beside this script; imported here so that the test imports breakdown alone
+
+    cfg, dm, module = load_checkpoint(ckpt, "context_cpu", overrides)
     world, split = Path(cfg.data.data_dir), "val_1.json"
     twins = json.loads((world / "repeated_events.json").read_text()).get(split, {})
     queries = {q.qid: q for q in read_annotations("synthetic", world / split)[0]}

@@ -27,6 +27,17 @@ RULES = {"sc": SCGrounder(), "sc_cmin": SCGrounder(min_tokens="content"), "sc_c"
          "ms": MaxSumGrounder(), "ms_c": MaxSumGrounder("content"), "ms_c25": MaxSumGrounder("content", 0.25)}
 
 
+def load_checkpoint(ckpt: str, experiment: str, overrides: list[str]):
+    """-> (cfg, datamodule, module) of ``experiment`` + ``overrides`` with the state dict of ``ckpt`` (a Lightning
+    checkpoint or a ``{"state_dict": ...}`` file) loaded strictly: the overrides must rebuild the run's network."""
+    with initialize_config_module("fsan_lightning.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}", "logger=none", *overrides])
+    dm = runtime.build_datamodule(cfg)
+    module = runtime.build_module(cfg, dm)
+    module.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"], strict=True)
+    return cfg, dm, module
+
+
 def rule_scores(module, out, batch):
     """Top-1 R@0.5 of the alternative grounding rules on the same forward (extra columns)."""
     res = {}

@@ -15,11 +15,12 @@ import sys
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_module
 
-from fsan_lightning import _entry as runtime
-from fsan_lightning import ops
-from fsan_lightning.models.self_training import TEACHERS
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sweep import load_checkpoint  # noqa: E402
+
+from fsan_lightning import ops  # noqa: E402
+from fsan_lightning.models.self_training import TEACHERS  # noqa: E402
 
 
 def clip_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -31,11 +32,7 @@ def main() -> None:
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
     ckpt, experiment, *overrides = sys.argv[1:]
-    with initialize_config_module("fsan_lightning.conf", version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={experiment}", "logger=none", *overrides])
-    dm = runtime.build_datamodule(cfg)
-    module = runtime.build_module(cfg, dm)
-    module.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"], strict=True)
+    cfg, dm, module = load_checkpoint(ckpt, experiment, overrides)
     module.eval()
     joint = float(cfg.model.loss.get("self_training", {}).get("joint", 1.0))
     ds = dm._datasets["train"]
