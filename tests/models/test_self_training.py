@@ -258,3 +258,27 @@ def test_masked_base_map_teacher_needs_a_base_map():
     with pytest.raises(ValueError, match="attached_two_stage"):
         build_criterion({"triplet": 1.0, "self_training": 0.1}, self_training={"teacher": "base_sibling_masked"},
                         net=make_net(base=FEATURE_SPACE_NET, grounder={"kind": "maxsum"}))
+
+
+def test_gated_teacher_spares_a_twin_and_competes_with_another_event():
+    from fsan_lightning.models import BaseMapGatedSiblingPseudoMoments, GatedSiblingPseudoMoments
+
+    # sentences 0 and 1: one event said twice (clips 0-1 and 3-4, the same map); sentence 2: another event at 3-4
+    # in video "b", stronger than sentence 3's weaker echo there
+    table = torch.tensor([[1.0, 1.0, 0.0, 0.6, 0.6, 0.0], [1.0, 1.0, 0.0, 0.6, 0.6, 0.0],
+                          [0.0, 0.0, 0.0, 2.0, 2.0, 0.0], [1.0, 1.0, 0.0, 1.2, 1.2, 0.0]])
+    net = MapNet(table, MaxSumGrounder("all", 0.25))
+    batch = teacher_batch(["a", "a", "b", "b"], [0, 1, 2, 3])
+    clips = lambda m: torch.nonzero(m).flatten().tolist()  # noqa: E731
+    _, alone = SiblingPseudoMoments(joint=0.0)(net, [batch])
+    _, whole = SiblingPseudoMoments(joint=1.0)(net, [batch])
+    _, gated = GatedSiblingPseudoMoments(joint=1.0)(net, [batch])
+    assert clips(alone[0]) == clips(gated[0]) == [0, 1]  # the twin claims nothing
+    assert clips(whole[0]) != [0, 1]                      # the whole-sentence rule cancels the event
+    assert clips(alone[3]) == [3, 4] and clips(gated[3]) == clips(whole[3]) == [0, 1]  # another event still competes
+    with pytest.raises(ValueError, match="power > 0"):
+        GatedSiblingPseudoMoments(power=0)
+    assert isinstance(build_criterion({"triplet": 1.0, "self_training": 0.1},
+                                      self_training={"teacher": "sibling_gated"}).self_training.teacher,
+                      GatedSiblingPseudoMoments)
+    assert issubclass(BaseMapGatedSiblingPseudoMoments, GatedSiblingPseudoMoments)

@@ -253,3 +253,49 @@ def test_masked_sibling_competition_keeps_a_repeated_event_that_the_whole_senten
         ops.masked_sibling_competition(word_maps, tokens.int(), tm, None, groups, cm, 1.0)
     with pytest.raises(ValueError, match="weight must be >= 0"):
         ops.masked_sibling_competition(word_maps, tokens, tm, None, groups, cm, -1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gated_sibling_competition_matches_literal_loops(seed):
+    g = torch.Generator().manual_seed(seed)
+    N, Nv = 9, 6
+    maps = torch.rand(N, Nv, generator=g, dtype=torch.float64)
+    maps[3] = 0.5 * maps[2] + 0.1  # the same shape: spared in full
+    groups = torch.tensor([5, 5, 1, 1, 1, 7, 2, 2, 5])
+    valid = torch.randint(3, Nv + 1, (N,), generator=g)
+    for rows in ([0, 1, 8], [2, 3, 4], [5], [6, 7]):
+        valid[rows] = int(valid[rows[0]])
+    cm = torch.arange(Nv)[None, :] < valid[:, None]
+
+    def centred(n):
+        L = int(valid[n])
+        mean = sum(float(maps[n, j]) for j in range(L)) / L
+        return [float(maps[n, j]) - mean for j in range(L)]
+
+    for weight, power in ((0.0, 4.0), (1.0, 1.0), (0.5, 4.0)):
+        expected = torch.zeros(N, Nv, dtype=maps.dtype)
+        for n in range(N):
+            L = int(valid[n])
+            rivals = []
+            for m in range(N):
+                if m == n or groups[m] != groups[n]:
+                    continue
+                a, b = centred(n), centred(m)
+                cos = sum(x * y for x, y in zip(a, b)) / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+                rivals.append([(1 - max(0.0, cos) ** power) * float(maps[m, j]) for j in range(L)])
+            for j in range(L):
+                expected[n, j] = maps[n, j] - weight * (max(r[j] for r in rivals) if rivals else 0.0)
+        got = ops.gated_sibling_competition(maps, groups, cm, weight, power)
+        torch.testing.assert_close(got, expected, **TOL)
+    with pytest.raises(ValueError, match="power > 0"):
+        ops.gated_sibling_competition(maps, groups, cm, 1.0, 0.0)
+
+
+def test_gated_sibling_competition_spares_a_sibling_of_the_same_shape():
+    # rows 0 and 1: one event said twice (the same shape at two heights); row 2 another event of the video
+    maps = torch.tensor([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    groups, cm = torch.tensor([0, 0, 0]), torch.ones(3, 3, dtype=torch.bool)
+    got = ops.gated_sibling_competition(maps, groups, cm, 1.0)
+    # row 0: row 1 spared (cosine 1), row 2 anti-correlated (cosine -0.5 -> 0) competes in full
+    torch.testing.assert_close(got[0], torch.tensor([1.0, 0.0, -1.0]))
+    torch.testing.assert_close(ops.sibling_competition(maps, groups, cm, 1.0)[0], torch.tensor([-1.0, 0.0, -1.0]))

@@ -9,8 +9,9 @@ from .grounders import MaxSumGrounder, SCGrounder
 from .heads import HeadOutput, MLPClipHead, MLPSegmentHead, window_softmax_pool
 from .icim import ICIM, AttentionBlock, BottleneckGatedICIM, CentredLocalICIM, GatedAttentionBlock, GatedICIM, ICIMLayer, LocalICIM, LocalICIMLayer, TextSideICIM, TextSideICIMLayer, UnpositionedGatedICIM, UnpositionedICIM, UnpositionedLocalICIM
 from .matching import BaseMapMatchingScore, CentredMatchingScore, JointMatchingScore, MatchingScore, PrintedMatchingScore
-from .self_training import (BaseMapMaskedSiblingPseudoMoments, BaseMapSiblingPseudoMoments,
-                           MaskedSiblingPseudoMoments, SiblingPseudoMoments)
+from .self_training import (BaseMapGatedSiblingPseudoMoments, BaseMapMaskedSiblingPseudoMoments,
+                           BaseMapSiblingPseudoMoments, GatedSiblingPseudoMoments, MaskedSiblingPseudoMoments,
+                           SiblingPseudoMoments)
 from .training_pass import TrainingPass, run_training_pass
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "GatedAttentionBlock", "GatedICIM", "BottleneckGatedICIM", "HeadOutput", "ICIMLayer", "MILTripletTerms", "MLPClipHead",
     "MLPSegmentHead", "MatchingScore", "MaxSumGrounder", "PrintedMatchingScore", "SAPTerms", "SCGrounder", "SelfTrainingTerms", "BaseMapSelfTrainingTerms", "SiblingPseudoMoments", "BaseMapSiblingPseudoMoments",
     "MaskedSiblingPseudoMoments", "BaseMapMaskedSiblingPseudoMoments",
+    "GatedSiblingPseudoMoments", "BaseMapGatedSiblingPseudoMoments",
     "TextEncoder", "TrainingPass", "TwoStageFSAN", "AttachedTwoStageFSAN", "BaseMapMatchingScore", "TripletTerms", "VideoEncoder", "WordResidualTextEncoder", "build_criterion",
     "build_fsan", "check_compatible", "effective_weights", "run_training_pass", "window_softmax_pool",
 ]

@@ -248,7 +248,7 @@ def check_compatible(net: FSAN, criterion: FSANCriterion) -> None:
             teacher_rule(net.grounder)  # ValueError for a grounder the teacher cannot read
             if isinstance(term.teacher, BaseMapSiblingPseudoMoments) and not isinstance(net, AttachedTwoStageFSAN):
                 raise ValueError(f"the self-training teacher {term.teacher!r} reads the base map (loss.self_training."
-                                 "teacher base_sibling or base_sibling_masked): it needs model.net.kind: "
+                                 "teacher base_sibling, base_sibling_masked or base_sibling_gated): it needs model.net.kind: "
                                  "attached_two_stage")
         if (isinstance(term, BaseMapSelfTrainingTerms) and criterion.weights.get("self_training_base", 0.0) > 0
                 and not isinstance(net, TwoStageFSAN)):

@@ -285,7 +285,9 @@ class SelfTrainingTerms:
             ``"base_sibling"`` (:class:`~.self_training.BaseMapSiblingPseudoMoments`, on the map before the
             interaction; an ``attached_two_stage`` network); ``"sibling_masked"`` / ``"base_sibling_masked"``:
             the same with the siblings' words that the sentence also contains left out of their maps
-            (:class:`~.self_training.MaskedSiblingPseudoMoments`).
+            (:class:`~.self_training.MaskedSiblingPseudoMoments`); ``"sibling_gated"`` / ``"base_sibling_gated"``:
+            siblings weighed down by how much their maps look like the sentence's own
+            (:class:`~.self_training.GatedSiblingPseudoMoments`).
     """
 
     names = ("self_training",)

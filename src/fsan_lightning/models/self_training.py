@@ -167,5 +167,36 @@ class BaseMapMaskedSiblingPseudoMoments(BaseMapSiblingPseudoMoments, MaskedSibli
         return f"BaseMapMaskedSiblingPseudoMoments(joint={self.joint})"
 
 
+class GatedSiblingPseudoMoments(SiblingPseudoMoments):
+    """Variant teacher: :class:`SiblingPseudoMoments` whose siblings compete in proportion to how unlike the
+    sentence's own their maps are (:func:`ops.gated_sibling_competition`, ``power`` 4).
+
+    A sibling that describes the same content (one event said twice: its map has the sentence's own shape) no
+    longer cancels the sentence's evidence; a sibling that describes another event competes in full.
+    ``power`` 4 was read among 1, 2, 4 on the context world's training pseudo-moments (a diagnostic reading
+    of training timestamps, experiments/localization/README.md, session 15).
+    """
+
+    def __init__(self, joint: float = 1.0, batch_size: int = 512, power: float = 4.0) -> None:
+        super().__init__(joint, batch_size)
+        if power <= 0:
+            raise ValueError(f"GatedSiblingPseudoMoments: need power > 0, got {power}")
+        self.power = float(power)
+
+    def compete(self, rows: dict, groups: Tensor) -> Tensor:
+        return ops.gated_sibling_competition(rows["maps"], groups, rows["clip_mask"], self.joint, self.power)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(joint={self.joint}, power={self.power})"
+
+
+class BaseMapGatedSiblingPseudoMoments(BaseMapSiblingPseudoMoments, GatedSiblingPseudoMoments):
+    """Variant teacher: :class:`GatedSiblingPseudoMoments` on the base map (as :class:`BaseMapSiblingPseudoMoments`)."""
+
+    def __repr__(self) -> str:
+        return f"BaseMapGatedSiblingPseudoMoments(joint={self.joint}, power={self.power})"
+
+
 TEACHERS = {"sibling": SiblingPseudoMoments, "base_sibling": BaseMapSiblingPseudoMoments,
-            "sibling_masked": MaskedSiblingPseudoMoments, "base_sibling_masked": BaseMapMaskedSiblingPseudoMoments}
+            "sibling_masked": MaskedSiblingPseudoMoments, "base_sibling_masked": BaseMapMaskedSiblingPseudoMoments,
+            "sibling_gated": GatedSiblingPseudoMoments, "base_sibling_gated": BaseMapGatedSiblingPseudoMoments}

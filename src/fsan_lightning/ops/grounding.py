@@ -248,6 +248,53 @@ def sibling_competition(maps: Tensor, groups: Tensor, clip_mask: Tensor, weight:
     return torch.where(clip_mask, out, torch.zeros_like(out))
 
 
+def _sibling_pairs(groups: Tensor) -> tuple[Tensor, Tensor]:
+    """Every ordered pair ``(n, m)``, ``n != m``, of rows of one group: int64 [P] each, ``n`` ascending."""
+    order = torch.argsort(groups, stable=True)
+    _, inverse, counts = torch.unique(groups, return_inverse=True, return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    k = torch.arange(int(counts.max()) if len(counts) else 0, device=groups.device)
+    member = starts[inverse][:, None] + k[None, :]                      # [N, K] positions in ``order``
+    ok = k[None, :] < counts[inverse][:, None]
+    m_all = order[member.clamp(max=max(len(order) - 1, 0))]
+    ok &= m_all != torch.arange(len(groups), device=groups.device)[:, None]
+    return ok.nonzero(as_tuple=True)[0], m_all[ok]
+
+
+def gated_sibling_competition(maps: Tensor, groups: Tensor, clip_mask: Tensor, weight: float,
+                              power: float = 4.0) -> Tensor:
+    """:func:`sibling_competition` with each sibling weighed down by how much its map looks like the row's own.
+
+    ``r(n, m) = max(0, cos(c_n, c_m)) ** power``, ``c`` a map minus its mean over the valid clips (a clip grid is
+    shared within a group), and ``out[n, j] = maps[n, j] - weight * max_{m != n, groups[m] = groups[n]}
+    (1 - r(n, m)) * maps[m, j]``. A sibling whose map has the row's own shape (the same event said twice:
+    "... for the first time", "... once more") claims nothing; one with another shape competes in full.
+
+    Args:
+        maps: float [N, Nv] (>= 0 where valid, e.g. the content-word mean of a min-max map).
+        groups: int64 [N]. clip_mask: bool [N, Nv] valid clips (padded clips: 0 in the output).
+        weight: >= 0 (0: ``maps`` unchanged). power: > 0 (larger: only near-identical maps are spared).
+
+    Returns:
+        float [N, Nv].
+    """
+    check_mask("gated_sibling_competition", "clip_mask", clip_mask, tuple(maps.shape))
+    if groups.shape != maps.shape[:1] or groups.dtype != torch.int64:
+        raise ValueError(f"gated_sibling_competition: groups must be int64 [{maps.shape[0]}], got "
+                         f"{groups.dtype} {tuple(groups.shape)}")
+    if weight < 0 or power <= 0:
+        raise ValueError(f"gated_sibling_competition: need weight >= 0 and power > 0, got {weight}, {power}")
+    x = torch.where(clip_mask, maps, torch.zeros_like(maps))
+    centred = torch.where(clip_mask, maps - x.sum(1, keepdim=True) / clip_mask.sum(1, keepdim=True).clamp(min=1), x)
+    unit = centred / centred.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    n, m = _sibling_pairs(groups)
+    spared = (unit[n] * unit[m]).sum(1).clamp(min=0) ** power
+    rival = (1 - spared)[:, None] * x[m]
+    rivals = torch.full_like(x, -torch.inf).scatter_reduce(0, n[:, None].expand_as(rival), rival, "amax")
+    out = maps - weight * torch.where(torch.isfinite(rivals), rivals, torch.zeros_like(rivals))
+    return torch.where(clip_mask, out, torch.zeros_like(out))
+
+
 def masked_sibling_competition(word_maps: Tensor, tokens: Tensor, token_mask: Tensor, chosen_mask: Tensor | None,
                                groups: Tensor, clip_mask: Tensor, weight: float, *,
                                token_weights: Tensor | None = None, chunk: int = 4096) -> Tensor:
@@ -289,16 +336,7 @@ def masked_sibling_competition(word_maps: Tensor, tokens: Tensor, token_mask: Te
         check_weights("masked_sibling_competition", token_weights, token_mask)
     chosen = _chosen_tokens("masked_sibling_competition", token_mask, chosen_mask)
     own = _token_mean(word_maps, chosen, token_weights)
-    # every ordered pair (n, m) of distinct rows of one group, built from the rows sorted by group
-    order = torch.argsort(groups, stable=True)
-    _, inverse, counts = torch.unique(groups, return_inverse=True, return_counts=True)
-    starts = torch.cumsum(counts, 0) - counts
-    k = torch.arange(int(counts.max()) if len(counts) else 0)
-    member = starts[inverse][:, None] + k[None, :]                      # [N, K] positions in ``order``
-    ok = k[None, :] < counts[inverse][:, None]
-    m_all = order[member.clamp(max=len(order) - 1)]
-    ok &= m_all != torch.arange(len(groups))[:, None]
-    n_idx, m_idx = ok.nonzero(as_tuple=True)[0], m_all[ok]
+    n_idx, m_idx = _sibling_pairs(groups)
     rivals = torch.full_like(own, -torch.inf)
     for s in range(0, len(n_idx), chunk):
         n, m = n_idx[s:s + chunk], m_idx[s:s + chunk]
