@@ -107,7 +107,7 @@ class SiblingPseudoMoments:
         moments = []
         for s in range(0, len(competed), self.batch_size):
             m, vm = competed[s:s + self.batch_size, None, :], masks[s:s + self.batch_size]
-            one = torch.ones(m.shape[:2], dtype=torch.bool)
+            one = torch.ones(m.shape[:2], dtype=torch.bool, device=m.device)
             segments = ops.best_segment(rule(m, one, vm, one))
             moments.append(ops.clip_range_mask(segments, competed.shape[1]) & vm)
         return rows["qidx"], torch.cat(moments)

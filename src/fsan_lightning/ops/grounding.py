@@ -233,14 +233,15 @@ def sibling_competition(maps: Tensor, groups: Tensor, clip_mask: Tensor, weight:
                          f"{groups.dtype} {tuple(groups.shape)}")
     if weight < 0:
         raise ValueError(f"sibling_competition: weight must be >= 0, got {weight}")
+    groups = groups.to(maps.device)  # the teacher builds them on the CPU; its maps may be on the GPU
     x = torch.where(clip_mask, maps, torch.full_like(maps, -torch.inf))
     ids, inverse = torch.unique(groups, return_inverse=True)
     shape = (len(ids), maps.shape[1])
     idx = inverse[:, None].expand_as(x)
-    first = torch.full(shape, -torch.inf, dtype=x.dtype).scatter_reduce(0, idx, x, "amax")
+    first = torch.full(shape, -torch.inf, dtype=x.dtype, device=x.device).scatter_reduce(0, idx, x, "amax")
     at_max = x == first[inverse]
-    count = torch.zeros(shape, dtype=torch.int64).scatter_add(0, idx, at_max.long())
-    second = torch.full(shape, -torch.inf, dtype=x.dtype).scatter_reduce(
+    count = torch.zeros(shape, dtype=torch.int64, device=x.device).scatter_add(0, idx, at_max.long())
+    second = torch.full(shape, -torch.inf, dtype=x.dtype, device=x.device).scatter_reduce(
         0, idx, torch.where(at_max, torch.full_like(x, -torch.inf), x), "amax")
     # the others' maximum: the group's maximum unless this row holds it alone, then the runner-up
     others = torch.where(at_max & (count[inverse] == 1), second[inverse], first[inverse])
@@ -284,6 +285,7 @@ def gated_sibling_competition(maps: Tensor, groups: Tensor, clip_mask: Tensor, w
                          f"{groups.dtype} {tuple(groups.shape)}")
     if weight < 0 or power <= 0:
         raise ValueError(f"gated_sibling_competition: need weight >= 0 and power > 0, got {weight}, {power}")
+    groups = groups.to(maps.device)
     x = torch.where(clip_mask, maps, torch.zeros_like(maps))
     centred = torch.where(clip_mask, maps - x.sum(1, keepdim=True) / clip_mask.sum(1, keepdim=True).clamp(min=1), x)
     unit = centred / centred.norm(dim=1, keepdim=True).clamp(min=1e-12)
@@ -336,7 +338,7 @@ def masked_sibling_competition(word_maps: Tensor, tokens: Tensor, token_mask: Te
         check_weights("masked_sibling_competition", token_weights, token_mask)
     chosen = _chosen_tokens("masked_sibling_competition", token_mask, chosen_mask)
     own = _token_mean(word_maps, chosen, token_weights)
-    n_idx, m_idx = _sibling_pairs(groups)
+    n_idx, m_idx = _sibling_pairs(groups.to(word_maps.device))
     rivals = torch.full_like(own, -torch.inf)
     for s in range(0, len(n_idx), chunk):
         n, m = n_idx[s:s + chunk], m_idx[s:s + chunk]
