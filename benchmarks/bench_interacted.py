@@ -70,7 +70,7 @@ def run(experiment: str = "synthetic_cpu", steps: int = 8, threads: int | None =
                                                     interacted=interacted))["loss"])
                  for name, interacted in forms.items()}
     times: dict[str, list[float]] = {name: [] for name in forms}
-    for name, interacted in forms.items():
+    for _name, interacted in forms.items():
         step(batches[0], interacted)  # warm-up
     for batch in batches[1:]:
         for name, interacted in forms.items():

@@ -228,9 +228,7 @@ def sibling_competition(maps: Tensor, groups: Tensor, clip_mask: Tensor, weight:
         float [N, Nv].
     """
     check_mask("sibling_competition", "clip_mask", clip_mask, tuple(maps.shape))
-    if groups.shape != maps.shape[:1] or groups.dtype != torch.int64:
-        raise ValueError(f"sibling_competition: groups must be int64 [{maps.shape[0]}], got "
-                         f"{groups.dtype} {tuple(groups.shape)}")
+    _check_groups("sibling_competition", groups, maps.shape[0])
     if weight < 0:
         raise ValueError(f"sibling_competition: weight must be >= 0, got {weight}")
     groups = groups.to(maps.device)  # the teacher builds them on the CPU; its maps may be on the GPU
@@ -247,6 +245,12 @@ def sibling_competition(maps: Tensor, groups: Tensor, clip_mask: Tensor, weight:
     others = torch.where(at_max & (count[inverse] == 1), second[inverse], first[inverse])
     out = maps - weight * torch.where(torch.isfinite(others), others, torch.zeros_like(others))
     return torch.where(clip_mask, out, torch.zeros_like(out))
+
+
+def _check_groups(name: str, groups: Tensor, rows: int) -> None:
+    """Check that ``groups`` is int64 [rows] (one group id per row)."""
+    if groups.shape != (rows,) or groups.dtype != torch.int64:
+        raise ValueError(f"{name}: groups must be int64 [{rows}], got {groups.dtype} {tuple(groups.shape)}")
 
 
 def _sibling_pairs(groups: Tensor) -> tuple[Tensor, Tensor]:
@@ -280,9 +284,7 @@ def gated_sibling_competition(maps: Tensor, groups: Tensor, clip_mask: Tensor, w
         float [N, Nv].
     """
     check_mask("gated_sibling_competition", "clip_mask", clip_mask, tuple(maps.shape))
-    if groups.shape != maps.shape[:1] or groups.dtype != torch.int64:
-        raise ValueError(f"gated_sibling_competition: groups must be int64 [{maps.shape[0]}], got "
-                         f"{groups.dtype} {tuple(groups.shape)}")
+    _check_groups("gated_sibling_competition", groups, maps.shape[0])
     if weight < 0 or power <= 0:
         raise ValueError(f"gated_sibling_competition: need weight >= 0 and power > 0, got {weight}, {power}")
     groups = groups.to(maps.device)
@@ -329,9 +331,7 @@ def masked_sibling_competition(word_maps: Tensor, tokens: Tensor, token_mask: Te
     if tokens.shape != token_mask.shape or tokens.dtype != torch.int64:
         raise ValueError(f"masked_sibling_competition: tokens must be int64 {tuple(token_mask.shape)}, got "
                          f"{tokens.dtype} {tuple(tokens.shape)}")
-    if groups.shape != word_maps.shape[:1] or groups.dtype != torch.int64:
-        raise ValueError(f"masked_sibling_competition: groups must be int64 [{word_maps.shape[0]}], got "
-                         f"{groups.dtype} {tuple(groups.shape)}")
+    _check_groups("masked_sibling_competition", groups, word_maps.shape[0])
     if weight < 0:
         raise ValueError(f"masked_sibling_competition: weight must be >= 0, got {weight}")
     if token_weights is not None:
