@@ -10,10 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sweep import evaluate, load_checkpoint  # noqa: E402
-
 
 
 def main() -> None:

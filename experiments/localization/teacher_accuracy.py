@@ -60,8 +60,8 @@ def main() -> None:
         if name.startswith("base_") and not hasattr(module.net, "interaction_bypassed"):
             continue
         qidx, moments = cls(joint)(module.net, dm.fit_dataloader())
-        gt = torch.stack([gt_of[q] for q in qidx.tolist()])[:, :moments.shape[1]]
-        tw = torch.stack([twin_of[q] for q in qidx.tolist()])[:, :moments.shape[1]]
+        gt = torch.stack([gt_of[q] for q in qidx.tolist()])
+        tw = torch.stack([twin_of[q] for q in qidx.tolist()])
         own, on_twin = clip_iou(moments, gt), clip_iou(moments, tw)
         repeated = torch.tensor([queries[q].qid in twins for q in qidx.tolist()])
         line = f"{name:22s} all {len(own)}: R1@0.5 {100 * (own >= 0.5).float().mean():.1f} mIoU {100 * own.mean():.1f}"

@@ -73,19 +73,17 @@ class SiblingPseudoMoments:
                            chosen=tm if chosen is None else chosen, token_weights=out.token_weights)
             for k, v in got.items():
                 rows.setdefault(k, []).append(v)
-        out = {"vids": [v for vs in rows.pop("vids") for v in vs]}
-        weights = rows.pop("token_weights", None)
-        if weights is not None and any(w is None for w in weights):
-            weights = None  # a network without word salience: equal weights
-        if weights is not None:
-            rows["token_weights"] = weights
+        vids, weights = rows.pop("vids"), rows.pop("token_weights", [None])
         width = max((t.shape[1] for t in rows.get("tokens", [])), default=0)
-        for k, vs in rows.items():
-            if k in ("word_maps", "tokens", "token_mask", "chosen", "token_weights"):
-                vs = [torch.nn.functional.pad(v, (0, 0, 0, width - v.shape[1]) if v.dim() == 3
-                                              else (0, width - v.shape[1])) for v in vs]
-            out[k] = torch.cat(vs)
-        out.setdefault("token_weights", None)
+
+        def cat(vs: list[Tensor], per_token: bool) -> Tensor:  # per-token rows padded to the longest sentence
+            pad = lambda v: (0, 0, 0, width - v.shape[1]) if v.dim() == 3 else (0, width - v.shape[1])  # noqa: E731
+            return torch.cat([torch.nn.functional.pad(v, pad(v)) for v in vs] if per_token else vs)
+
+        out = {k: cat(vs, k in ("word_maps", "tokens", "token_mask", "chosen")) for k, vs in rows.items()}
+        out["vids"] = [v for vs in vids for v in vs]
+        # a network without word salience: equal weights
+        out["token_weights"] = None if any(w is None for w in weights) else cat(weights, True)
         return out
 
     def compete(self, rows: dict, groups: Tensor) -> Tensor:
@@ -113,7 +111,7 @@ class SiblingPseudoMoments:
         return rows["qidx"], torch.cat(moments)
 
     def __repr__(self) -> str:
-        return f"SiblingPseudoMoments(joint={self.joint})"
+        return f"{type(self).__name__}(joint={self.joint})"
 
 
 class BaseMapSiblingPseudoMoments(SiblingPseudoMoments):
@@ -129,13 +127,10 @@ class BaseMapSiblingPseudoMoments(SiblingPseudoMoments):
     def read(self, net, loader) -> dict:
         bypassed = getattr(net, "interaction_bypassed", None)
         if bypassed is None:
-            raise ValueError(f"BaseMapSiblingPseudoMoments needs a network whose interaction can be bypassed "
+            raise ValueError(f"{type(self).__name__} needs a network whose interaction can be bypassed "
                              f"(net.kind: attached_two_stage), got {type(net).__name__}")
         with bypassed():
             return super().read(net, loader)
-
-    def __repr__(self) -> str:
-        return f"BaseMapSiblingPseudoMoments(joint={self.joint})"
 
 
 class MaskedSiblingPseudoMoments(SiblingPseudoMoments):
@@ -156,15 +151,9 @@ class MaskedSiblingPseudoMoments(SiblingPseudoMoments):
                                               groups, rows["clip_mask"], self.joint,
                                               token_weights=rows["token_weights"])
 
-    def __repr__(self) -> str:
-        return f"MaskedSiblingPseudoMoments(joint={self.joint})"
-
 
 class BaseMapMaskedSiblingPseudoMoments(BaseMapSiblingPseudoMoments, MaskedSiblingPseudoMoments):
     """Variant teacher: :class:`MaskedSiblingPseudoMoments` on the base map (as :class:`BaseMapSiblingPseudoMoments`)."""
-
-    def __repr__(self) -> str:
-        return f"BaseMapMaskedSiblingPseudoMoments(joint={self.joint})"
 
 
 class GatedSiblingPseudoMoments(SiblingPseudoMoments):
@@ -192,9 +181,6 @@ class GatedSiblingPseudoMoments(SiblingPseudoMoments):
 
 class BaseMapGatedSiblingPseudoMoments(BaseMapSiblingPseudoMoments, GatedSiblingPseudoMoments):
     """Variant teacher: :class:`GatedSiblingPseudoMoments` on the base map (as :class:`BaseMapSiblingPseudoMoments`)."""
-
-    def __repr__(self) -> str:
-        return f"BaseMapGatedSiblingPseudoMoments(joint={self.joint}, power={self.power})"
 
 
 TEACHERS = {"sibling": SiblingPseudoMoments, "base_sibling": BaseMapSiblingPseudoMoments,

@@ -243,7 +243,12 @@ def sibling_competition(maps: Tensor, groups: Tensor, clip_mask: Tensor, weight:
         0, idx, torch.where(at_max, torch.full_like(x, -torch.inf), x), "amax")
     # the others' maximum: the group's maximum unless this row holds it alone, then the runner-up
     others = torch.where(at_max & (count[inverse] == 1), second[inverse], first[inverse])
-    out = maps - weight * torch.where(torch.isfinite(others), others, torch.zeros_like(others))
+    return _minus_rivals(maps, others, clip_mask, weight)
+
+
+def _minus_rivals(own: Tensor, rivals: Tensor, clip_mask: Tensor, weight: float) -> Tensor:
+    """``own - weight * rivals`` [N, Nv], a row without rivals (``-inf``) unchanged, padded clips 0."""
+    out = own - weight * torch.where(torch.isfinite(rivals), rivals, torch.zeros_like(rivals))
     return torch.where(clip_mask, out, torch.zeros_like(out))
 
 
@@ -295,8 +300,7 @@ def gated_sibling_competition(maps: Tensor, groups: Tensor, clip_mask: Tensor, w
     spared = (unit[n] * unit[m]).sum(1).clamp(min=0) ** power
     rival = (1 - spared)[:, None] * x[m]
     rivals = torch.full_like(x, -torch.inf).scatter_reduce(0, n[:, None].expand_as(rival), rival, "amax")
-    out = maps - weight * torch.where(torch.isfinite(rivals), rivals, torch.zeros_like(rivals))
-    return torch.where(clip_mask, out, torch.zeros_like(out))
+    return _minus_rivals(maps, rivals, clip_mask, weight)
 
 
 def masked_sibling_competition(word_maps: Tensor, tokens: Tensor, token_mask: Tensor, chosen_mask: Tensor | None,
@@ -347,8 +351,7 @@ def masked_sibling_competition(word_maps: Tensor, tokens: Tensor, token_mask: Te
         rival = _token_mean(word_maps[m], keep, None if token_weights is None else token_weights[m])
         rival = torch.where(keep.any(1, keepdim=True), rival, torch.full_like(rival, -torch.inf))
         rivals = rivals.scatter_reduce(0, n[:, None].expand_as(rival), rival, "amax")
-    out = own - weight * torch.where(torch.isfinite(rivals), rivals, torch.zeros_like(rivals))
-    return torch.where(clip_mask, out, torch.zeros_like(out))
+    return _minus_rivals(own, rivals, clip_mask, weight)
 
 
 def _token_mean(P: Tensor, chosen: Tensor, weights: Tensor | None = None) -> Tensor:
