@@ -102,6 +102,7 @@ DATA_KEYS = (
     "generate_workers",
     "binding_tolerance",
     "siblings",
+    "clip_cache_mb",
 )
 
 

@@ -147,7 +147,22 @@ def test_missing_features_error_and_skip(world, tmp_path):
     assert dm.report["train"].missing_features == 0
 
 
+def test_one_clip_cache_serves_the_three_splits_and_zero_turns_it_off(world):
+    dm = make(world)
+    assert all(dm.dataset_of(s).clip_cache is dm.clip_cache for s in ("train", "val", "test"))
+    batches = [list(dm.train_dataloader()), list(dm.val_dataloader()), list(dm.test_dataloader())]
+    videos = {q.vid for s in ("train", "val", "test") for q in dm.queries(s)}
+    assert dm.clip_cache.misses == len(videos) and len(dm.clip_cache) == len(videos)
+    off = make(world, clip_cache_mb=0)
+    assert off.clip_cache is None and all(off.dataset_of(s).clip_cache is None for s in ("train", "val", "test"))
+    again = [list(off.train_dataloader()), list(off.val_dataloader()), list(off.test_dataloader())]
+    for split, split_again in zip(batches, again):
+        assert all(torch.equal(a["video"], b["video"]) for a, b in zip(split, split_again))
+
+
 def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="clip_cache_mb"):
+        GroundingDataModule("synthetic", clip_cache_mb=-1)
     with pytest.raises(ValueError, match="data.dataset"):
         GroundingDataModule("tvr")
     with pytest.raises(ValueError, match="data_dir is required"):

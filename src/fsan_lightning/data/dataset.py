@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from .clip_cache import ClipCache
 from .features import FeatureStore, chunk_clips, pool_clips
 from .negatives import BindingNegatives, SiblingSentences
 from .readers import DIDEMO_CHUNK_S
@@ -38,13 +39,17 @@ class GroundingDataset(Dataset):
         the same video), with ``bind_ok`` False when the query has none.
     siblings: items with negatives also carry a sibling (`SiblingSentences`: another sentence of the
         same video), with ``sib_ok`` False when the video has one sentence.
+    clip_cache: None (default) = read and pool the video for every item; else a `ClipCache` (it may be
+        shared by the datasets of one store, ``num_clips`` and ``dim``) that keeps the pooled clips.
     """
 
     def __init__(self, queries: list[Query], store: FeatureStore, vocab: Vocab, *, num_clips: int,
                  max_tokens: int, train: bool, seed: int = 0, dim: int | None = None,
                  chunked: bool = False, negatives: bool | None = None,
-                 binding_tolerance: int | None = None, siblings: bool = False):
+                 binding_tolerance: int | None = None, siblings: bool = False,
+                 clip_cache: ClipCache | None = None):
         self.queries = list(queries)
+        self.clip_cache = clip_cache
         self.store = store
         self.num_clips = num_clips
         self.train = train
@@ -91,14 +96,24 @@ class GroundingDataset(Dataset):
         others = np.flatnonzero(self._vid_code != own)  # a video that holds most queries
         return int(others[rng.integers(len(others))])
 
+    def clips(self, q: Query) -> tuple[np.ndarray, np.ndarray]:
+        """The query's video as clips float32 [Nv, D] and mask bool [Nv] (from the cache when there is one)."""
+        num_valid = round(q.duration / DIDEMO_CHUNK_S) if self.chunked else None
+
+        def make():
+            feats = self.store.read(q.vid, self.dim)
+            if self.chunked:
+                return chunk_clips(feats, num_valid, self.num_clips)
+            return pool_clips(feats, self.num_clips)
+
+        if self.clip_cache is None:
+            return make()
+        return self.clip_cache.get((self.store.path, q.vid, self.num_clips, self.dim, num_valid), make)
+
     def __getitem__(self, item) -> dict:
         index, epoch = item if isinstance(item, tuple) else (item, self.epoch)
         q = self.queries[index]
-        feats = self.store.read(q.vid, self.dim)
-        if self.chunked:
-            clips, mask = chunk_clips(feats, round(q.duration / DIDEMO_CHUNK_S), self.num_clips)
-        else:
-            clips, mask = pool_clips(feats, self.num_clips)
+        clips, mask = self.clips(q)
         out = {
             "video": torch.from_numpy(clips), "video_mask": torch.from_numpy(mask),
             "tokens": torch.from_numpy(self._tokens[index]), "content": torch.from_numpy(self._content[index]),

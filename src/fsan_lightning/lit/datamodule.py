@@ -17,6 +17,7 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
+from fsan_lightning.data.clip_cache import ClipCache
 from fsan_lightning.data.dataset import EpochSampler, GroundingDataset, collate
 from fsan_lightning.data.feature_check import DURATION_TOLERANCE, FeatureCheckError, cached_check, video_needs
 from fsan_lightning.data.features import (
@@ -80,6 +81,10 @@ class GroundingDataModule(pl.LightningDataModule):
     siblings: False (default) = no siblings in the batches; True adds one to the training and validation
         items (another sentence of the same video, `fsan_lightning.data.negatives.SiblingSentences`, for
         the loss term ``sibling``).
+    clip_cache_mb: megabytes (per process) of pooled clips kept in memory and shared by the three splits
+        (`fsan_lightning.data.clip_cache.ClipCache`, least recently used out), so a video is read and pooled
+        once, not once per sentence and epoch; 0 = no cache (read every time). Each DataLoader worker has
+        its own budget.
     """
 
     def __init__(self, dataset: str = "synthetic", data_dir: str | None = None, train_file: str | None = None,
@@ -94,7 +99,7 @@ class GroundingDataModule(pl.LightningDataModule):
                  duration_tolerance: float = DURATION_TOLERANCE, feature_rate: float | None = None,
                  check_cache_dir: str | None = None, subset: int | None = None,
                  annotations_dir: str | None = None, anet_sim: dict | None = None, generate_workers: int = 1,
-                 binding_tolerance: int | None = None, siblings: bool = False):
+                 binding_tolerance: int | None = None, siblings: bool = False, clip_cache_mb: float = 512):
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"data.dataset={dataset!r}; expected one of {DATASETS}")
@@ -138,6 +143,9 @@ class GroundingDataModule(pl.LightningDataModule):
             raise ValueError(f"data.binding_tolerance must be null or >= 0, got {binding_tolerance}")
         self.binding_tolerance = None if binding_tolerance is None else int(binding_tolerance)
         self.siblings = bool(siblings)
+        if not clip_cache_mb >= 0:
+            raise ValueError(f"data.clip_cache_mb must be >= 0 (0 = no cache), got {clip_cache_mb}")
+        self.clip_cache = ClipCache(clip_cache_mb) if clip_cache_mb > 0 else None
         self.synthetic = dict(synthetic or {})
         self.limit_queries, self.val_fraction = limit_queries, float(val_fraction)
         self.test_fraction = float(test_fraction)
@@ -211,7 +219,7 @@ class GroundingDataModule(pl.LightningDataModule):
                 self._queries[split], self._store, self.vocab, num_clips=self.num_clips,
                 max_tokens=self.max_tokens, train=split == "train", seed=self.seed, dim=self.video_dim,
                 chunked=chunked, negatives=split in ("train", "val"), binding_tolerance=self.binding_tolerance,
-                siblings=self.siblings)
+                siblings=self.siblings, clip_cache=self.clip_cache)
         for split in SPLITS:
             log.info("%s", self.report[split].split_line(split))
         log.debug("data: %d words (%d in GloVe), embeddings %s, video features %d-d, %d clips",
