@@ -2,9 +2,10 @@
 
 Every item of a split reads its video's features from the store and pools them to ``Nv`` clips. A video has
 several sentences, and training reads every split once an epoch (the self-training teacher reads the training
-split once more): on the embedded world that re-reading was a quarter of a CPU training's time (benchmarks/,
-``bench_clip_cache``). The cache keeps the pooled ``(clips, mask)`` of the videos it has seen, least recently
-used first out, within ``max_mb`` megabytes, so memory stays bounded by the budget, not by the data set.
+split once more): on the embedded world that re-reading was a quarter of a CPU training's time
+(benchmarks/README.md, "The clip cache"; ``python -m benchmarks.clip_cache``). The cache keeps the pooled
+``(clips, mask)`` of the videos it has seen, least recently used first out, within ``max_mb`` megabytes, so
+memory stays bounded by the budget, not by the data set.
 
 Each process has its own: a DataLoader worker starts with the entries of the parent at fork time (copy on
 write) and fills its own; pickling (spawned workers) drops the entries. Entries are the very arrays pooling
@@ -60,10 +61,6 @@ class ClipCache:
                 self.nbytes -= sum(a.nbytes for a in old)
                 self.evictions += 1
         return entry
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self.nbytes = 0
 
     def __getstate__(self):
         state = dict(self.__dict__)

@@ -39,8 +39,9 @@ class GroundingDataset(Dataset):
         the same video), with ``bind_ok`` False when the query has none.
     siblings: items with negatives also carry a sibling (`SiblingSentences`: another sentence of the
         same video), with ``sib_ok`` False when the video has one sentence.
-    clip_cache: None (default) = read and pool the video for every item; else a `ClipCache` (it may be
-        shared by the datasets of one store, ``num_clips`` and ``dim``) that keeps the pooled clips.
+    clip_cache: None (default) = read and pool the video for every item; else a `ClipCache` that keeps the
+        pooled clips (any datasets may share one: the key holds the store's path, ``num_clips``, ``dim``
+        and, in DiDeMo mode, the chunk count).
     """
 
     def __init__(self, queries: list[Query], store: FeatureStore, vocab: Vocab, *, num_clips: int,
