@@ -1,0 +1,56 @@
+"""experiments/localization/learning_curve.py: a run's best / last epoch and the curve's table, hand-computed."""
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "localization" / "learning_curve.py"
+
+
+@pytest.fixture(scope="module")
+def curve():
+    spec = importlib.util.spec_from_file_location("learning_curve", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rows(epochs):
+    """metrics.csv rows: a training row per epoch (no val/mIoU) and a validation row."""
+    rows = []
+    for epoch, (r5, miou, base_r5, base_miou) in enumerate(epochs):
+        rows.append({"epoch": str(epoch), "train/loss": "1.0", "val/mIoU": ""})
+        rows.append({"epoch": str(epoch), "val/R1@0.5": str(r5), "val/mIoU": str(miou), "val/heldout_triplet": "0.17",
+                     "val/base_R1@0.5": str(base_r5), "val/base_mIoU": str(base_miou)})
+    return rows
+
+
+def test_best_epoch_is_the_first_of_the_highest_val_miou_and_last_is_the_last(curve):
+    out = curve.epoch_summary(_rows([(30, 35, 30, 35), (40, 38, 41, 37), (42, 38, 44, 39), (39, 36, 45, 40)]))
+    assert out["best_epoch"] == 1 and out["R1@0.5"] == 40 and out["mIoU"] == 38
+    assert out["last_epoch"] == 3 and out["last_R1@0.5"] == 39 and out["last_base_mIoU"] == 40
+    assert out["heldout_triplet"] == pytest.approx(0.17)
+
+
+def test_a_network_without_a_base_map_reads_nan_and_no_validation_is_refused(curve):
+    rows = [{"epoch": "0", "val/R1@0.5": "40", "val/mIoU": "38"}]
+    assert math.isnan(curve.epoch_summary(rows)["last_base_R1@0.5"])
+    with pytest.raises(ValueError, match="no validation epoch"):
+        curve.epoch_summary([{"epoch": "0", "train/loss": "1.0"}])
+
+
+def test_table_groups_seeds_per_model_and_size_with_sample_sd(curve):
+    s0 = curve.epoch_summary(_rows([(40, 38, 42, 39)]))
+    s1 = curve.epoch_summary(_rows([(44, 40, 44, 42)]))
+    st = curve.epoch_summary([{"epoch": "0", "val/R1@0.5": "50", "val/mIoU": "45"}])
+    table = curve.curve_table({"full_N500_s0": s0, "full_N500_s1": s1, "strip_N2000_s0": st}).splitlines()
+    assert len(table) == 4
+    # mean 42, sample sd of (40, 44) = 2.83; interacted minus base: (-2, 0) -> -1.00 ± 1.41, (-1, -2) -> -1.50 ± 0.71
+    assert table[2].startswith("| full | 500 | 0,1 | 42.00 ± 2.83 | 39.00 ± 1.41 | 0.170 ± 0.000 | 0, 0 |")
+    assert table[2].endswith("| 43.00 ± 1.41 / 40.50 ± 2.12 | -1.00 ± 1.41 / -1.50 ± 0.71 |")
+    assert table[3] == "| strip | 2,000 | 0 | 50.00 | 45.00 | - | 0 | 50.00 / 45.00 | - | - |"
+    with pytest.raises(ValueError, match="not <label>_N<size>_s<seed>"):
+        curve.curve_table({"full_s0": s0})
