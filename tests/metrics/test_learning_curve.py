@@ -54,3 +54,30 @@ def test_table_groups_seeds_per_model_and_size_with_sample_sd(curve):
     assert table[3] == "| strip | 2,000 | 0 | 50.00 | 45.00 | - | 0 | 50.00 / 45.00 | - | - |"
     with pytest.raises(ValueError, match="not <label>_N<size>_s<seed>"):
         curve.curve_table({"full_s0": s0})
+
+
+def test_run_grid_composes_one_independent_world_per_size_and_skips_finished_runs(curve, tmp_path, monkeypatch):
+    done = tmp_path / "full_N500_s0"
+    done.mkdir()
+    (done / "results.json").write_text("{}")
+    calls = []
+
+    def fake_call(cmd, stdout, stderr, env):
+        calls.append(cmd)
+        return 0
+
+    monkeypatch.setattr(curve.subprocess, "call", fake_call)
+    curve.run_grid(tmp_path, [500, 2000], {"full": "fsan_cpu", "strip": "fsan_synthetic"}, [0], "synthetic_cpu",
+                   tmp_path / "worlds", ["trainer.max_epochs=2"])
+    runs = [next(a.split("=", 1)[1] for a in cmd if a.startswith("hydra.run.dir=")) for cmd in calls]
+    assert runs == [str(tmp_path / n) for n in ("strip_N500_s0", "full_N2000_s0", "strip_N2000_s0")]
+    first = calls[0]
+    assert first[1:3] == ["-m", "fsan_lightning.train"]
+    assert {"experiment=synthetic_cpu", "model=fsan_synthetic", "seed=0", "test=false", "trainer.max_epochs=2",
+            "data.synthetic={split_streams:independent,train_videos:500}",
+            f"data.data_dir={tmp_path / 'worlds' / 'ind_500'}"} <= set(first)
+
+    monkeypatch.setattr(curve.subprocess, "call", lambda *a, **k: 3)
+    (tmp_path / "strip_N500_s0").mkdir(exist_ok=True)
+    with pytest.raises(SystemExit, match="strip_N500_s0: exit 3"):
+        curve.run_grid(tmp_path, [500], {"strip": "fsan_synthetic"}, [0], "synthetic_cpu", tmp_path, [])
