@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.metadata
+import importlib.util
 import struct
 from pathlib import Path
 
@@ -237,3 +238,12 @@ def wait_for_exit_record(path: str | Path, timeout_s: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path} has no exit record after {timeout_s} s")
         time.sleep(0.2)
+
+
+def load_experiment_script(relpath: str):
+    """The module of a study script under experiments/ (not a package), e.g. ``localization/errors.py``."""
+    path = REPO / "experiments" / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -23,13 +23,13 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import re
-import statistics
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+
+from fsan_lightning.reproduce.tables import mean_std
 
 RUN_NAME = re.compile(r"^(?P<label>.+)_N(?P<size>\d+)_s(?P<seed>\d+)$")
 
@@ -69,9 +69,8 @@ def mean_sd(values: Sequence[float], digits: int = 2) -> str:
     vals = [v for v in values if not math.isnan(v)]
     if not vals:
         return "-"
-    if len(vals) == 1:
-        return f"{vals[0]:.{digits}f}"
-    return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
+    mean, sd = mean_std(vals)
+    return f"{mean:.{digits}f}" if sd is None else f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
 def curve_table(summaries: Mapping[str, Mapping[str, float]]) -> str:
@@ -87,19 +86,16 @@ def curve_table(summaries: Mapping[str, Mapping[str, float]]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for (label, size), runs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         runs.sort(key=lambda seed_summary: seed_summary[0])
-
-        def col(key: str, runs: list = runs) -> list[float]:
-            return [s[key] for _, s in runs]
-
-        diff_r = [s["last_R1@0.5"] - s["last_base_R1@0.5"] for _, s in runs]
-        diff_m = [s["last_mIoU"] - s["last_base_mIoU"] for _, s in runs]
-        base = (f"{mean_sd(col('last_base_R1@0.5'))} / {mean_sd(col('last_base_mIoU'))}"
-                if not all(math.isnan(v) for v in col("last_base_mIoU")) else "-")
-        gain = f"{mean_sd(diff_r)} / {mean_sd(diff_m)}" if base != "-" else "-"
-        lines.append(f"| {label} | {size:,} | {','.join(str(seed) for seed, _ in runs)} | {mean_sd(col('R1@0.5'))} "
-                     f"| {mean_sd(col('mIoU'))} | {mean_sd(col('heldout_triplet'), 3)} "
-                     f"| {', '.join(str(int(e)) for e in col('best_epoch'))} "
-                     f"| {mean_sd(col('last_R1@0.5'))} / {mean_sd(col('last_mIoU'))} | {base} | {gain} |")
+        col = {key: [s[key] for _, s in runs] for key in runs[0][1]}
+        diff_r = [a - b for a, b in zip(col["last_R1@0.5"], col["last_base_R1@0.5"])]
+        diff_m = [a - b for a, b in zip(col["last_mIoU"], col["last_base_mIoU"])]
+        has_base = not all(math.isnan(v) for v in col["last_base_mIoU"])
+        base = f"{mean_sd(col['last_base_R1@0.5'])} / {mean_sd(col['last_base_mIoU'])}" if has_base else "-"
+        gain = f"{mean_sd(diff_r)} / {mean_sd(diff_m)}" if has_base else "-"
+        lines.append(f"| {label} | {size:,} | {','.join(str(seed) for seed, _ in runs)} | {mean_sd(col['R1@0.5'])} "
+                     f"| {mean_sd(col['mIoU'])} | {mean_sd(col['heldout_triplet'], 3)} "
+                     f"| {', '.join(str(int(e)) for e in col['best_epoch'])} "
+                     f"| {mean_sd(col['last_R1@0.5'])} / {mean_sd(col['last_mIoU'])} | {base} | {gain} |")
     return "\n".join(lines)
 
 
@@ -137,15 +133,15 @@ def run_grid(out: Path, sizes: Sequence[int], models: Mapping[str, str], seeds: 
                        f"data.data_dir={worlds / f'ind_{size}'}", f"hydra.run.dir={run}", *overrides]
                 print(" ".join(cmd), flush=True)
                 with (out / f"{run.name}.log").open("w") as log:
-                    rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+                    rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
                 if rc != 0:
                     raise SystemExit(f"{run.name}: exit {rc}, see {out / (run.name + '.log')}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    overrides = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[:argv.index("--")] if "--" in argv else argv
+    cut = argv.index("--") if "--" in argv else len(argv)
+    argv, overrides = argv[:cut], argv[cut + 1:]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("run", "table"))
     parser.add_argument("out", type=Path)

@@ -1,21 +1,16 @@
 """experiments/localization/context_breakdown.py: the context world's per-group top-1 reading, hand-computed."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "localization" / "context_breakdown.py"
+from helpers import load_experiment_script
 
 
 @pytest.fixture(scope="module")
 def breakdown():
-    spec = importlib.util.spec_from_file_location("context_breakdown", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.breakdown
+    return load_experiment_script("localization/context_breakdown.py").breakdown
 
 
 def test_twin_hits_are_counted_apart_from_own_hits(breakdown):

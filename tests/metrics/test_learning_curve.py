@@ -1,21 +1,16 @@
 """experiments/localization/learning_curve.py: a run's best / last epoch and the curve's table, hand-computed."""
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "localization" / "learning_curve.py"
+from helpers import load_experiment_script
 
 
 @pytest.fixture(scope="module")
 def curve():
-    spec = importlib.util.spec_from_file_location("learning_curve", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment_script("localization/learning_curve.py")
 
 
 def _rows(epochs):
@@ -62,7 +57,7 @@ def test_run_grid_composes_one_independent_world_per_size_and_skips_finished_run
     (done / "results.json").write_text("{}")
     calls = []
 
-    def fake_call(cmd, stdout, stderr, env):
+    def fake_call(cmd, stdout, stderr):
         calls.append(cmd)
         return 0
 
