@@ -190,3 +190,24 @@ def test_each_table4_switch_removes_a_part_the_default_trains():
     assert mlp.net.head is not None and mlp.criterion.weights["mil"] > 0
     for part in (full, mlp):  # ICIM with both attentions in the MLP row too
         assert len(part.net.interaction.layers) == 2
+
+
+def _group_lrs(module) -> dict[str, float]:
+    """Each parameter name -> the learning rate of its Adam group in ``configure_optimizers``."""
+    optimizer = module.configure_optimizers()
+    by_id = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    return {name: by_id[id(p)] for name, p in module.named_parameters() if p.requires_grad}
+
+
+def test_default_slow_rate_covers_the_positional_tables_the_base_map_reads():
+    """part_lr's prefix net.interaction takes ICIM's positional tables too; the base map reads them, so the
+    "w/o SAP" row is the stripped model with those tables at a tenth of the rate (session 18), not the stripped model."""
+    full = _group_lrs(_default_module())
+    assert full["net.interaction.text_pos"] == full["net.interaction.video_pos"] == pytest.approx(3.0e-4)
+    assert full["net.text_encoder.residual.weight"] == pytest.approx(3.0e-3)
+    stripped = _group_lrs(_default_module("model=fsan_synthetic"))
+    assert stripped["net.interaction.text_pos"] == pytest.approx(3.0e-3)
+    slow = _group_lrs(_default_module("model=fsan_synthetic", "+model.optim.part_lr={net.interaction:3.0e-4}"))
+    no_sap = _group_lrs(_default_module("ablation=no_sap_loss"))
+    assert slow == {name: lr for name, lr in no_sap.items() if name in slow}
+    assert set(no_sap) - set(slow) == {n for n in no_sap if n.startswith("net.interaction.") and "_pos" not in n}
